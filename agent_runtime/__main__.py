@@ -1,0 +1,24 @@
+"""`python3 -m agent_runtime supervise` (the sandbox's first process)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m agent_runtime", description="fleetgate's in-sandbox runtime")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("supervise", help="run the sandbox's command and report it (the container's entrypoint)")
+    args = parser.parse_args(argv)
+    if args.command == "supervise":
+        from agent_runtime.supervisor import main as supervise
+
+        return supervise()
+    parser.error("unknown command %r" % args.command)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

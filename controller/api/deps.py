@@ -1,0 +1,30 @@
+"""Dependencies shared by the routers, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from controller.auth import require
+from controller.db import SessionDep
+from controller.fleet import Fleet
+from controller.models import SANDBOX_ID_PATTERN, Role, User
+
+
+def get_fleet(request: Request) -> Fleet:
+    fleet: Fleet = request.app.state.fleet
+    return fleet
+
+
+FleetDep = Annotated[Fleet, Depends(get_fleet)]
+Viewer = Annotated[User, Depends(require(Role.viewer))]
+Approver = Annotated[User, Depends(require(Role.approver))]
+Operator = Annotated[User, Depends(require(Role.operator))]
+Admin = Annotated[User, Depends(require(Role.admin))]
+SandboxId = Annotated[
+    str,
+    Path(pattern=SANDBOX_ID_PATTERN, description="a sandbox id, like sb_0123456789ab"),
+]
+
+__all__ = ["Admin", "Approver", "FleetDep", "Operator", "SandboxId", "SessionDep", "Viewer"]

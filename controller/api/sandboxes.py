@@ -1,0 +1,128 @@
+"""Sandboxes: create, list, get, exec, stop, remove, logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from controller.api.deps import FleetDep, Operator, SandboxId, SessionDep, Viewer
+from controller.events.store import OUTPUT_KINDS, history
+from controller.models import (
+    ExecRequest,
+    ExecResult,
+    Page,
+    Resources,
+    Sandbox,
+    SandboxCreate,
+    SandboxPublic,
+    SandboxStatus,
+    Template,
+)
+
+router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
+
+
+def to_public(session: Session, sandbox: Sandbox) -> SandboxPublic:
+    template = session.get(Template, sandbox.template_id) if sandbox.template_id else None
+    return SandboxPublic(
+        id=sandbox.id,
+        status=sandbox.status,
+        container_id=sandbox.container_id,
+        host=sandbox.host,
+        image=sandbox.image,
+        template=template.name if template else None,
+        resources=Resources(cpus=sandbox.cpus, memory_mb=sandbox.memory_mb, pids=sandbox.pids),
+        command=sandbox.command,
+        env=sandbox.env,
+        volume=sandbox.volume,
+        keep_volume=sandbox.keep_volume,
+        exit_code=sandbox.exit_code,
+        error=sandbox.error,
+        created_at=sandbox.created_at,
+        started_at=sandbox.started_at,
+        expires_at=sandbox.expires_at,
+        finished_at=sandbox.finished_at,
+        last_heartbeat_at=sandbox.last_heartbeat_at,
+    )
+
+
+@router.post("", status_code=201, response_model=SandboxPublic)
+def create_sandbox(body: SandboxCreate, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
+    """Create and start a hardened sandbox from an image or a template."""
+    sandbox = fleet.sandboxes.create(session=session, request=body, owner=user)
+    return to_public(session, sandbox)
+
+
+@router.get("", response_model=Page[SandboxPublic])
+def list_sandboxes(
+    _: Viewer,
+    fleet: FleetDep,
+    session: SessionDep,
+    status: SandboxStatus | None = None,
+    all: Annotated[bool, Query(description="include removed sandboxes")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[SandboxPublic]:
+    """Every sandbox with its live status (newest first)."""
+    rows = fleet.sandboxes.find(session, status=status, include_removed=all, limit=limit + 1, offset=offset)
+    more = len(rows) > limit
+    return Page(items=[to_public(session, s) for s in rows[:limit]], next=str(offset + limit) if more else None)
+
+
+@router.get("/{sandbox_id}", response_model=SandboxPublic)
+def get_sandbox(sandbox_id: SandboxId, _: Viewer, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
+    return to_public(session, fleet.sandboxes.get(session, sandbox_id))
+
+
+@router.post("/{sandbox_id}/exec", response_model=ExecResult)
+def exec_in_sandbox(
+    sandbox_id: SandboxId, body: ExecRequest, _: Operator, fleet: FleetDep, session: SessionDep
+) -> ExecResult:
+    """Run one command in the sandbox as its user, in /workspace, and return its output."""
+    return fleet.sandboxes.exec(session=session, sandbox_id=sandbox_id, request=body)
+
+
+@router.post("/{sandbox_id}/stop", response_model=SandboxPublic)
+def stop_sandbox(sandbox_id: SandboxId, _: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
+    return to_public(session, fleet.sandboxes.stop(session=session, sandbox_id=sandbox_id))
+
+
+@router.delete("/{sandbox_id}", response_model=SandboxPublic)
+def remove_sandbox(
+    sandbox_id: SandboxId,
+    _: Operator,
+    fleet: FleetDep,
+    session: SessionDep,
+    keep_volume: Annotated[bool | None, Query(description="keep the workspace volume")] = None,
+) -> SandboxPublic:
+    """Remove the sandbox's container and, unless kept, its workspace volume."""
+    sandbox = fleet.sandboxes.remove(session=session, sandbox_id=sandbox_id, keep_volume=keep_volume)
+    return to_public(session, sandbox)
+
+
+class LogLine(BaseModel):
+    id: int
+    stream: str
+    line: str
+    ts: float | None
+
+
+@router.get("/{sandbox_id}/logs", response_model=Page[LogLine])
+def sandbox_logs(
+    sandbox_id: SandboxId,
+    _: Viewer,
+    fleet: FleetDep,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, description="only lines after this id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> Page[LogLine]:
+    """The output lines the sandbox's command printed, oldest first; page with `after`."""
+    fleet.sandboxes.get(session, sandbox_id, live=False)
+    events = history(session, sandbox_id, kinds=OUTPUT_KINDS, after=after, limit=limit)
+    items = [
+        LogLine(id=e.id or 0, stream=e.kind, line=str(e.data.get("line", "")), ts=e.data.get("ts")) for e in events
+    ]
+    return Page(items=items, next=str(items[-1].id) if len(items) == limit else None)

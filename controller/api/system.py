@@ -1,0 +1,46 @@
+"""Liveness and the health of what the controller depends on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from controller.api.deps import FleetDep, Viewer
+from controller.errors import Unavailable
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the API process answers. Needs no token."""
+    return {"status": "ok"}
+
+
+@router.get("/api/v1/status")
+def status(_: Viewer, fleet: FleetDep) -> dict[str, Any]:
+    """The controller's view of its dependencies: database, Redis, each Docker host, the workers."""
+    checks: dict[str, Any] = {}
+    try:
+        with fleet.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as e:  # any driver error means the same thing to an operator: the DB is not usable
+        checks["database"] = f"error: {e}"
+    try:
+        fleet.ping_redis()
+        checks["redis"] = "ok"
+    except Unavailable as e:
+        checks["redis"] = f"error: {e.message}"
+    hosts = {}
+    for host in fleet.hosts:
+        try:
+            host.ping()
+            hosts[host.name] = "ok"
+        except Unavailable as e:
+            hosts[host.name] = f"error: {e.message}"
+    checks["docker"] = hosts
+    checks["workers"] = fleet.worker_count()
+    return {"instance": fleet.instance, "version": "0.1.0", "checks": checks}

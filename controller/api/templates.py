@@ -1,0 +1,72 @@
+"""Templates: named sandbox recipes (image, limits, env, command, policy) with an optional warm pool."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+from sqlmodel import Session, col, select
+
+from controller.api.deps import Admin, FleetDep, SessionDep, Viewer
+from controller.errors import Conflict, TemplateNotFound
+from controller.models import Sandbox, Template, TemplateCreate, TemplatePublic, TemplateUpdate
+from controller.sandboxes.pool import REFILL_TASK, drain
+
+router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
+
+
+def _get(session: Session, name: str) -> Template:
+    template = session.exec(select(Template).where(Template.name == name)).first()
+    if template is None:
+        raise TemplateNotFound(name)
+    return template
+
+
+@router.get("", response_model=dict[str, list[TemplatePublic]])
+def list_templates(_: Viewer, session: SessionDep) -> dict[str, list[Template]]:
+    return {"items": list(session.exec(select(Template).order_by(col(Template.name))))}
+
+
+@router.get("/{name}", response_model=TemplatePublic)
+def get_template(name: str, _: Viewer, session: SessionDep) -> Template:
+    return _get(session, name)
+
+
+@router.post("", status_code=201, response_model=TemplatePublic)
+def create_template(body: TemplateCreate, _: Admin, fleet: FleetDep, session: SessionDep) -> Template:
+    """Add a template; its image must exist on its host, and its pool starts filling in the background."""
+    if session.exec(select(Template).where(Template.name == body.name)).first() is not None:
+        raise Conflict(f"a template named {body.name!r} exists already")
+    fleet.sandboxes.require_image(fleet.hosts.get(body.host), body.image)
+    template = Template.model_validate(body)
+    session.add(template)
+    session.commit()
+    if template.pool_size:
+        fleet.enqueue(REFILL_TASK, [template.id])
+    return template
+
+
+@router.patch("/{name}", response_model=TemplatePublic)
+def update_template(name: str, body: TemplateUpdate, _: Admin, fleet: FleetDep, session: SessionDep) -> Template:
+    """Change a template's pool size, image or TTL; the pool is refilled (or drained) to match."""
+    template = _get(session, name)
+    changes = body.model_dump(exclude_unset=True)
+    if "image" in changes:
+        fleet.sandboxes.require_image(fleet.hosts.get(template.host), changes["image"])
+    for key, value in changes.items():
+        setattr(template, key, value)
+    session.add(template)
+    session.commit()
+    if "image" in changes:
+        drain(fleet.sandboxes, session=session, template_id=template.id or 0)
+    fleet.enqueue(REFILL_TASK, [template.id])
+    return template
+
+
+@router.delete("/{name}", status_code=204)
+def delete_template(name: str, _: Admin, fleet: FleetDep, session: SessionDep) -> None:
+    """Delete a template and its warm pool; its running sandboxes keep running."""
+    template = _get(session, name)
+    drain(fleet.sandboxes, session=session, template_id=template.id or 0)
+    session.execute(sa.update(Sandbox).where(col(Sandbox.template_id) == template.id).values(template_id=None))
+    session.delete(template)
+    session.commit()

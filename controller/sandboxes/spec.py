@@ -1,0 +1,109 @@
+"""The hardened container specification of a sandbox: pure data, no Docker calls.
+
+This is the first line of DESIGN.md's trust boundary. Every sandbox gets: no network, every capability dropped,
+no-new-privileges, the engine's default seccomp profile, a read-only root with a tmpfs /tmp and a writable
+workspace volume, a non-root user, CPU/memory/pids limits, a private IPC namespace, bounded logs, and gVisor
+when the engine has it. Never privileged, never the Docker socket, never the host's network, PID or IPC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from docker.types import LogConfig, Mount
+
+LABEL_SANDBOX = "fleetgate.sandbox"
+LABEL_INSTANCE = "fleetgate.instance"
+LABEL_KIND = "fleetgate.kind"
+
+WORKSPACE = "/workspace"
+RUNTIME_MOUNT = "/opt/fleetgate"
+GATEWAY_MOUNT = "/run/fleetgate"
+CREDENTIALS_MOUNT = "/run/fleetgate/sandbox"
+SUPERVISOR = ["python3", "-m", "agent_runtime", "supervise"]
+
+
+@dataclass(frozen=True)
+class SandboxShape:
+    """What varies between sandboxes; everything else in the spec is fixed hardening."""
+
+    sandbox_id: str
+    image: str
+    cpus: float
+    memory_mb: int
+    pids: int
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Host folders bind-mounted into every sandbox, read-only."""
+
+    runtime_package: Path
+    gateway_dir: Path
+    credentials_dir: Path
+
+
+def labels(instance: str, sandbox_id: str, kind: str) -> dict[str, str]:
+    return {LABEL_SANDBOX: sandbox_id, LABEL_INSTANCE: instance, LABEL_KIND: kind}
+
+
+def volume_name(instance: str, sandbox_id: str) -> str:
+    return f"fleetgate-{instance}-{sandbox_id}"
+
+
+def container_name(instance: str, sandbox_id: str) -> str:
+    return f"fleetgate-{instance}-{sandbox_id}"
+
+
+def container_spec(
+    shape: SandboxShape,
+    *,
+    instance: str,
+    uid: int,
+    paths: HostPaths,
+    runtime: str | None,
+) -> dict[str, Any]:
+    """Keyword arguments for `client.containers.create` that make a hardened sandbox."""
+    memory = f"{shape.memory_mb}m"
+    spec: dict[str, Any] = {
+        "image": shape.image,
+        "command": SUPERVISOR,
+        "name": container_name(instance, shape.sandbox_id),
+        "hostname": shape.sandbox_id.replace("_", "-"),
+        "labels": labels(instance, shape.sandbox_id, "sandbox"),
+        "user": f"{uid}:{uid}",
+        "working_dir": WORKSPACE,
+        "environment": {
+            "PYTHONPATH": RUNTIME_MOUNT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "HOME": "/tmp",  # noqa: S108 (the sandbox's own tmpfs)
+            "FLEETGATE_SANDBOX_ID": shape.sandbox_id,
+        },
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "privileged": False,
+        "read_only": True,
+        "ipc_mode": "private",
+        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"},  # noqa: S108
+        "mounts": [
+            Mount(WORKSPACE, volume_name(instance, shape.sandbox_id), type="volume"),
+            Mount(f"{RUNTIME_MOUNT}/agent_runtime", str(paths.runtime_package), type="bind", read_only=True),
+            Mount(GATEWAY_MOUNT, str(paths.gateway_dir), type="bind", read_only=True),
+            Mount(CREDENTIALS_MOUNT, str(paths.credentials_dir), type="bind", read_only=True),
+        ],
+        "mem_limit": memory,
+        "memswap_limit": memory,
+        "nano_cpus": int(shape.cpus * 1e9),
+        "pids_limit": shape.pids,
+        "oom_score_adj": 500,
+        "init": True,
+        "log_config": LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"}),
+        "detach": True,
+    }
+    if runtime:
+        spec["runtime"] = runtime
+    return spec

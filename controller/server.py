@@ -1,0 +1,199 @@
+"""`fleetgate up`: the API on TCP, the runtime gateway on its unix socket, and a Celery worker with beat.
+
+One process serves both ASGI apps on one event loop; the worker is a child process that goes down with it.
+`--detach` starts the same thing in the background with a pid file and a log file in the home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio.to_thread
+import httpx
+import uvicorn
+
+from controller.config import Settings
+from controller.db import migrate
+from controller.errors import FleetgateError, Unavailable
+from controller.fleet import Fleet
+
+log = logging.getLogger("fleetgate")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `serve`, which runs two of them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.run_dir / "fleetgate.pid"
+
+
+def running_pid(settings: Settings) -> int | None:
+    """The pid of this home's running controller, or None (a stale pid file is removed)."""
+    path = pid_file(settings)
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError):
+        return None
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def preflight(fleet: Fleet) -> None:
+    """Fail early and clearly when Redis or the local Docker engine is not answering."""
+    fleet.ping_redis()
+    fleet.hosts.local.ping()
+
+
+def gateway_socket(path: Path) -> socket.socket:
+    """Bind the runtime socket; sandboxes run as another user, so anyone who can reach the folder may connect."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o666)
+    sock.listen(512)
+    return sock
+
+
+def start_worker(settings: Settings, *, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    log_file = open(settings.log_dir / "worker.log", "ab")  # noqa: SIM115 (the child owns it)
+    argv = [
+        sys.executable, "-m", "celery", "-A", "controller.worker.celery_app", "worker", "-B",
+        "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", "fleetgate",
+        "--hostname", f"fleetgate-{settings.port}@%h",
+        "--schedule", str(settings.run_dir / "celerybeat-schedule"),
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env(settings))
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FLEETGATE_HOME=str(settings.home),
+        FLEETGATE_BIND=settings.bind,
+        FLEETGATE_REDIS_URL=settings.redis_url,
+        FLEETGATE_DATABASE_URL=settings.db_url,
+        FLEETGATE_DOCKER_URL=settings.docker_url,
+    )
+    return env
+
+
+def serve(settings: Settings, *, with_worker: bool = True) -> None:
+    """Run the controller in the foreground until SIGTERM or SIGINT."""
+    from controller.gateway.app import create_gateway
+    from controller.main import create_app
+
+    settings.ensure_dirs()
+    migrate(settings)
+    fleet = Fleet(settings)
+    preflight(fleet)
+    sock = gateway_socket(settings.gateway_socket)
+    api = _Server(uvicorn.Config(create_app(fleet), host=settings.host, port=settings.port, log_level="warning"))
+    gateway = _Server(uvicorn.Config(create_gateway(fleet), log_level="warning", lifespan="off"))
+    worker = start_worker(settings) if with_worker else None
+    pid_file(settings).write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(_serve_both(api, gateway, sock))
+    finally:
+        pid_file(settings).unlink(missing_ok=True)
+        if worker is not None:
+            _stop_child(worker)
+        settings.gateway_socket.unlink(missing_ok=True)
+
+
+async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket) -> None:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = 200
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        api.should_exit = True
+        gateway.should_exit = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    results = await asyncio.gather(api.serve(), gateway.serve(sockets=[sock]), return_exceptions=True)
+    stop()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    if not api.started:
+        raise Unavailable(f"the API could not listen on {api.config.host}:{api.config.port} (is it in use?)")
+
+
+def _stop_child(child: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def detach(settings: Settings, *, timeout: float = 60.0) -> int:
+    """Start `fleetgate up` in the background and wait until it answers; returns its pid."""
+    pid = running_pid(settings)
+    if pid is not None:
+        return pid
+    settings.ensure_dirs()
+    out = open(settings.log_dir / "fleetgate.log", "ab")  # noqa: SIM115 (the child owns it)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "up"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=_child_env(settings),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise FleetgateError(
+                f"fleetgate exited while starting (code {child.returncode}); see {settings.log_dir / 'fleetgate.log'}"
+            )
+        if healthy(settings.url):
+            return child.pid
+        time.sleep(0.2)
+    raise FleetgateError(f"fleetgate did not answer on {settings.url} within {timeout:.0f} s; see the log")
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(settings: Settings, *, timeout: float = 30.0) -> int | None:
+    """Stop this home's background controller; returns the pid stopped, or None if none ran."""
+    pid = running_pid(settings)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return pid
