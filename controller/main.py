@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.errors import FleetgateError
 from controller.fleet import Fleet
@@ -39,9 +40,58 @@ def describe_validation(errors: list[Any]) -> str:
             msg = "is required"
         elif error.get("type") == "extra_forbidden":
             msg = "is not a field fleetgate knows"
+        elif error.get("type") == "string_pattern_mismatch" and loc[-1:] == ["sandbox_id"]:
+            msg = f"{error.get('input')!r} is not a sandbox id (they look like sb_0123456789ab)"
         parts.append(f"{where}: {msg}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with a JSON 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is larger than this server accepts ({self.limit} bytes)"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -58,10 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail
-        if exc.status_code == 413:
-            limit = getattr(request.app, "max_body_size", None)
-            detail = f"the request body is larger than this server accepts ({limit} bytes)"
-        elif exc.status_code in _HTTP_MESSAGES and detail in ("Not Found", "Method Not Allowed"):
+        if exc.status_code in _HTTP_MESSAGES and detail in ("Not Found", "Method Not Allowed"):
             detail = _HTTP_MESSAGES[exc.status_code]
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -93,13 +140,13 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
         version="0.1.0",
         summary="Run a fleet of AI agents in hardened sandboxes under human oversight.",
         lifespan=lifespan,
-        max_body_size=fleet.settings.max_body_bytes,
     )
     app.state.fleet = fleet
     app.state.engine = fleet.engine
     install_error_handlers(app)
     for module in (system, sandboxes, tokens, templates, hosts, images):
         app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=fleet.settings.max_body_bytes)
     return app
 
 

@@ -100,6 +100,8 @@ class SandboxStatus(enum.StrEnum):
 
 
 class User(SQLModel, table=True):
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=63)
     role: Role = Field(sa_type=StrEnumType(Role))
@@ -108,6 +110,8 @@ class User(SQLModel, table=True):
 
 class Token(SQLModel, table=True):
     """An API token; only its SHA-256 is stored, the secret is shown once."""
+
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", index=True)
@@ -146,6 +150,8 @@ class TokenCreated(TokenPublic):
 class Host(SQLModel, table=True):
     """A Docker engine sandboxes can run on: the local socket or an ssh:// address."""
 
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=63)
     url: str = Field(max_length=255)
@@ -155,7 +161,7 @@ class Host(SQLModel, table=True):
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpus: float | None = pydantic.Field(default=None, gt=0, le=256, description="CPU cores, e.g. 0.5")
+    cpus: float | None = pydantic.Field(default=None, ge=0.01, le=256, description="CPU cores, e.g. 0.5")
     memory_mb: int | None = pydantic.Field(default=None, ge=16, le=1 << 20)
     pids: int | None = pydantic.Field(default=None, ge=16, le=1 << 16)
 
@@ -172,7 +178,7 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
 class TemplateBase(SQLModel):
     name: str = Field(index=True, unique=True, regex=NAME_PATTERN)
     image: str = Field(max_length=255)
-    cpus: float | None = Field(default=None, gt=0, le=256)
+    cpus: float | None = Field(default=None, ge=0.01, le=256)
     memory_mb: int | None = Field(default=None, ge=16, le=1 << 20)
     pids: int | None = Field(default=None, ge=16, le=1 << 16)
     env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -184,6 +190,8 @@ class TemplateBase(SQLModel):
 
 
 class Template(TemplateBase, table=True):
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _when(default_factory=utcnow)
 
@@ -197,6 +205,7 @@ class TemplateCreate(TemplateBase):
 class TemplatePublic(TemplateBase):
     id: int
     created_at: datetime
+    pool_ready: int = 0
 
 
 class TemplateUpdate(BaseModel):
@@ -299,6 +308,8 @@ class ExecResult(BaseModel):
 
 class Event(SQLModel, table=True):
     """Something a sandbox did or had done to it: lifecycle, an output line, a heartbeat gap."""
+
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: int | None = Field(default=None, primary_key=True)
     sandbox_id: str = Field(index=True, max_length=16)

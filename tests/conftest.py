@@ -111,9 +111,14 @@ class Controller:
         return env
 
     def cli(
-        self, *args: str, token: str | None = None, check: bool = True, timeout: float = 120
+        self,
+        *args: str,
+        token: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = self.env
+        env = {**self.env, **(extra_env or {})}
         env["FLEETGATE_TOKEN"] = self.admin_token if token is None else token
         result = subprocess.run(
             [FLEETGATE, *args], check=False, env=env, capture_output=True, text=True, timeout=timeout

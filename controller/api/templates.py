@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from fastapi import APIRouter
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from controller.api.deps import Admin, FleetDep, SessionDep, Viewer
 from controller.errors import Conflict, TemplateNotFound
-from controller.models import Sandbox, Template, TemplateCreate, TemplatePublic, TemplateUpdate
+from controller.models import Sandbox, SandboxStatus, Template, TemplateCreate, TemplatePublic, TemplateUpdate
 from controller.sandboxes.pool import REFILL_TASK, drain
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
@@ -21,18 +21,29 @@ def _get(session: Session, name: str) -> Template:
     return template
 
 
+def to_public(session: Session, template: Template) -> TemplatePublic:
+    ready = session.exec(
+        select(func.count())
+        .select_from(Sandbox)
+        .where(Sandbox.template_id == template.id, Sandbox.status == SandboxStatus.pooled)
+    ).one()
+    return TemplatePublic.model_validate(template, update={"pool_ready": ready})
+
+
 @router.get("", response_model=dict[str, list[TemplatePublic]])
-def list_templates(_: Viewer, session: SessionDep) -> dict[str, list[Template]]:
-    return {"items": list(session.exec(select(Template).order_by(col(Template.name))))}
+def list_templates(_: Viewer, session: SessionDep) -> dict[str, list[TemplatePublic]]:
+    """Every template, with how many warm sandboxes are ready in its pool."""
+    templates = session.exec(select(Template).order_by(col(Template.name)))
+    return {"items": [to_public(session, t) for t in templates]}
 
 
 @router.get("/{name}", response_model=TemplatePublic)
-def get_template(name: str, _: Viewer, session: SessionDep) -> Template:
-    return _get(session, name)
+def get_template(name: str, _: Viewer, session: SessionDep) -> TemplatePublic:
+    return to_public(session, _get(session, name))
 
 
 @router.post("", status_code=201, response_model=TemplatePublic)
-def create_template(body: TemplateCreate, _: Admin, fleet: FleetDep, session: SessionDep) -> Template:
+def create_template(body: TemplateCreate, _: Admin, fleet: FleetDep, session: SessionDep) -> TemplatePublic:
     """Add a template; its image must exist on its host, and its pool starts filling in the background."""
     if session.exec(select(Template).where(Template.name == body.name)).first() is not None:
         raise Conflict(f"a template named {body.name!r} exists already")
@@ -42,11 +53,11 @@ def create_template(body: TemplateCreate, _: Admin, fleet: FleetDep, session: Se
     session.commit()
     if template.pool_size:
         fleet.enqueue(REFILL_TASK, [template.id])
-    return template
+    return to_public(session, template)
 
 
 @router.patch("/{name}", response_model=TemplatePublic)
-def update_template(name: str, body: TemplateUpdate, _: Admin, fleet: FleetDep, session: SessionDep) -> Template:
+def update_template(name: str, body: TemplateUpdate, _: Admin, fleet: FleetDep, session: SessionDep) -> TemplatePublic:
     """Change a template's pool size, image or TTL; the pool is refilled (or drained) to match."""
     template = _get(session, name)
     changes = body.model_dump(exclude_unset=True)
@@ -59,7 +70,7 @@ def update_template(name: str, body: TemplateUpdate, _: Admin, fleet: FleetDep, 
     if "image" in changes:
         drain(fleet.sandboxes, session=session, template_id=template.id or 0)
     fleet.enqueue(REFILL_TASK, [template.id])
-    return template
+    return to_public(session, template)
 
 
 @router.delete("/{name}", status_code=204)

@@ -18,7 +18,7 @@ from controller.db import SessionDep
 from controller.errors import Forbidden, Unauthorized
 from controller.events.store import record, record_many
 from controller.fleet import Fleet
-from controller.main import install_error_handlers
+from controller.main import BodyLimit, install_error_handlers
 from controller.models import SANDBOX_ID_PATTERN, Sandbox, SandboxStatus, utcnow
 
 MAX_LINE = 16 * 1024
@@ -74,10 +74,11 @@ class LogEntry(BaseModel):
 
 
 def create_gateway(fleet: Fleet) -> FastAPI:
-    app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, max_body_size=8 << 20)
+    app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.fleet = fleet
     app.state.engine = fleet.engine
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=8 << 20)
     prefix = "/runtime/v1/sandboxes/{sandbox_id}"
 
     @app.get(prefix)

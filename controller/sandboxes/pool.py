@@ -96,16 +96,18 @@ def pool_count(session: Session, template_id: int) -> int:
 
 def refill(service: SandboxService, *, session: Session, template_id: int) -> int:
     """Top the template's pool up to its size (or trim it down); returns how many were started."""
-    template = session.get(Template, template_id)
-    if template is None:
-        return 0
-    plan = service.plan_for_pool(session=session, template=template)
     started = 0
-    while pool_count(session, template_id) < template.pool_size:
+    while True:
+        # Read the template afresh each round: its pool may be resized, or the template deleted, meanwhile.
+        template = session.get(Template, template_id, populate_existing=True)
+        if template is None:
+            return started
+        if pool_count(session, template_id) >= template.pool_size:
+            break
+        plan = service.plan_for_pool(session=session, template=template)
         service.create_cold(session=session, plan=plan, owner=None, status=SandboxStatus.pooled)
         started += 1
-    surplus = pool_count(session, template_id) - template.pool_size
-    if surplus > 0:
+    if pool_count(session, template_id) > template.pool_size:
         drain(service, session=session, template_id=template_id, keep=template.pool_size)
     return started
 

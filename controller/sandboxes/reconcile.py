@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import docker.errors
 from sqlmodel import Session, col, select
@@ -18,7 +19,7 @@ from sqlmodel import Session, col, select
 from controller.events.store import record
 from controller.models import Sandbox, SandboxStatus, utcnow
 from controller.sandboxes.service import SandboxService
-from controller.sandboxes.spec import LABEL_INSTANCE, LABEL_SANDBOX
+from controller.sandboxes.spec import LABEL_INSTANCE, LABEL_KIND, LABEL_SANDBOX
 
 log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=90)
@@ -49,6 +50,8 @@ def reconcile(service: SandboxService, *, session: Session, grace: timedelta = G
             continue
         seen: set[str] = set()
         for item in containers:
+            if _young_helper(item, cutoff):
+                continue  # an image probe in flight, not a sandbox
             sandbox_id = (item.get("Labels") or {}).get(LABEL_SANDBOX, "")
             seen.add(sandbox_id)
             row = by_id.get(sandbox_id)
@@ -60,8 +63,30 @@ def reconcile(service: SandboxService, *, session: Session, grace: timedelta = G
             if row.host == host.name and row.id not in seen and _settled(row, cutoff):
                 _mark_gone(service, session, row, report)
         _remove_orphan_volumes(service, host.name, session, report)
+    _discard_stray_pool_entries(service, session, cutoff, report)
     session.commit()
     return report
+
+
+def _discard_stray_pool_entries(service: SandboxService, session: Session, cutoff: object, report: Report) -> None:
+    """Pool entries whose template was deleted while they were being made can never be claimed."""
+    strays = session.exec(
+        select(Sandbox).where(
+            col(Sandbox.template_id).is_(None),
+            col(Sandbox.status).in_([SandboxStatus.pooled, SandboxStatus.warming]),
+        )
+    ).all()
+    for row in strays:
+        if _settled(row, cutoff) or row.status == SandboxStatus.pooled:
+            service.destroy(service.hosts.get(row.host), row)
+            session.delete(row)
+            report.orphans_removed.append(row.id)
+
+
+def _young_helper(item: dict[str, Any], cutoff: datetime) -> bool:
+    labels = item.get("Labels") or {}
+    created = datetime.fromtimestamp(int(item.get("Created") or 0), UTC)
+    return labels.get(LABEL_KIND) != "sandbox" and created > cutoff
 
 
 def _settled(row: Sandbox, cutoff: object) -> bool:

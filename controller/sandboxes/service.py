@@ -46,11 +46,13 @@ from controller.sandboxes.hosts import LOCAL, DockerHost, DockerHosts, engine_er
 from controller.sandboxes.spec import (
     LABEL_INSTANCE,
     LABEL_SANDBOX,
+    PROBE_TOO_OLD,
     WORKSPACE,
     HostPaths,
     SandboxShape,
     container_spec,
     labels,
+    probe_spec,
     volume_name,
 )
 
@@ -111,6 +113,7 @@ class SandboxService:
         self.credentials = Credentials(settings.sandboxes_dir, settings.sandbox_uid)
         self._enqueue = enqueue
         self._paths_root = Path(agent_runtime.__file__).resolve().parent
+        self._verified: set[tuple[str, str]] = set()
 
     # --- create -----------------------------------------------------------------------------------------
 
@@ -202,7 +205,7 @@ class SandboxService:
             self.credentials.prepare(sandbox.id)
             if secret is not None:
                 self.write_credentials(sandbox, secret)
-            self._provision(plan.host, sandbox)
+            self._provision(plan.host, sandbox, plan.template.name if plan.template else None)
         except BaseException:
             self.destroy(plan.host, sandbox)
             session.delete(sandbox)
@@ -238,15 +241,36 @@ class SandboxService:
         )
 
     def require_image(self, host: DockerHost, image: str) -> None:
+        """The image must exist on the host and be able to host the runtime; checked once per image id."""
         try:
-            host.call(lambda c: c.images.get(image))
+            image_id = str(host.call(lambda c: c.images.get(image)).id)
         except docker.errors.ImageNotFound as e:
             raise ImageMissing(image, host.name) from e
         except docker.errors.APIError as e:
             raise Invalid(f"image {image!r} cannot be used: {e.explanation}") from e
+        if (host.name, image_id) not in self._verified:
+            self._probe(host, image)
+            self._verified.add((host.name, image_id))
 
-    def _provision(self, host: DockerHost, sandbox: Sandbox) -> None:
-        shape = SandboxShape(sandbox.id, sandbox.image, sandbox.cpus, sandbox.memory_mb, sandbox.pids)
+    def _probe(self, host: DockerHost, image: str) -> None:
+        spec = probe_spec(image, instance=self.instance, uid=self.settings.sandbox_uid)
+        with engine_errors(host), engine_refusals():
+            container = host.client.containers.create(**spec)
+            try:
+                container.start()
+                code = int(container.wait(timeout=60).get("StatusCode", -1))
+            finally:
+                container.remove(force=True)
+        if code == PROBE_TOO_OLD:
+            raise Invalid(f"image {image!r} cannot host a sandbox: its python3 is older than 3.9")
+        if code != 0:
+            raise Invalid(
+                f"image {image!r} cannot host a sandbox: it has no working python3 on its PATH "
+                f"(fleetgate's runtime needs python3 >= 3.9; the check exited {code})"
+            )
+
+    def _provision(self, host: DockerHost, sandbox: Sandbox, template: str | None) -> None:
+        shape = SandboxShape(sandbox.id, sandbox.image, sandbox.cpus, sandbox.memory_mb, sandbox.pids, template)
         paths = HostPaths(self._paths_root, self.settings.gateway_dir, self.credentials.folder(sandbox.id))
         spec = container_spec(
             shape,
@@ -259,7 +283,12 @@ class SandboxService:
             volume = host.client.volumes.create(
                 name=sandbox.volume, labels=labels(self.instance, sandbox.id, "workspace")
             )
-            container = host.client.containers.create(**spec)
+            try:
+                container = host.client.containers.create(**spec)
+            except docker.errors.APIError as e:
+                if "not a directory" in str(e.explanation):  # the image has a file where /workspace goes
+                    raise Invalid(f"image {sandbox.image!r} cannot host a sandbox: {e.explanation}") from e
+                raise
             sandbox.container_id = container.id
             if host.is_local:
                 self._own_workspace(volume.attrs.get("Mountpoint"))

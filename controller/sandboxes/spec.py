@@ -17,12 +17,15 @@ from docker.types import LogConfig, Mount
 LABEL_SANDBOX = "fleetgate.sandbox"
 LABEL_INSTANCE = "fleetgate.instance"
 LABEL_KIND = "fleetgate.kind"
+LABEL_TEMPLATE = "fleetgate.template"
 
 WORKSPACE = "/workspace"
 RUNTIME_MOUNT = "/opt/fleetgate"
 GATEWAY_MOUNT = "/run/fleetgate"
 CREDENTIALS_MOUNT = "/run/fleetgate/sandbox"
 SUPERVISOR = ["python3", "-m", "agent_runtime", "supervise"]
+PROBE = "import sys; sys.exit(0 if sys.version_info >= (3, 9) else 3)"
+PROBE_TOO_OLD = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class SandboxShape:
     cpus: float
     memory_mb: int
     pids: int
+    template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,16 @@ def container_spec(
 ) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create` that make a hardened sandbox."""
     memory = f"{shape.memory_mb}m"
+    container_labels = labels(instance, shape.sandbox_id, "sandbox")
+    if shape.template:
+        container_labels[LABEL_TEMPLATE] = shape.template
     spec: dict[str, Any] = {
         "image": shape.image,
-        "command": SUPERVISOR,
+        "entrypoint": SUPERVISOR,
+        "command": [],
         "name": container_name(instance, shape.sandbox_id),
         "hostname": shape.sandbox_id.replace("_", "-"),
-        "labels": labels(instance, shape.sandbox_id, "sandbox"),
+        "labels": container_labels,
         "user": f"{uid}:{uid}",
         "working_dir": WORKSPACE,
         "environment": {
@@ -107,3 +115,22 @@ def container_spec(
     if runtime:
         spec["runtime"] = runtime
     return spec
+
+
+def probe_spec(image: str, *, instance: str, uid: int) -> dict[str, Any]:
+    """A short-lived, equally locked-down container that checks an image can host the runtime (python3 >= 3.9)."""
+    return {
+        "image": image,
+        "entrypoint": ["python3", "-c", PROBE],
+        "command": [],
+        "labels": labels(instance, "", "probe"),
+        "user": f"{uid}:{uid}",
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "mem_limit": "64m",
+        "pids_limit": 16,
+        "init": True,
+        "detach": True,
+    }

@@ -1,0 +1,64 @@
+"""The hardened container spec, as pure data (unit tests; the engine read-back is in test_hardening)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.sandboxes.hosts import EngineFacts
+from controller.sandboxes.spec import HostPaths, SandboxShape, container_spec, probe_spec
+
+PATHS = HostPaths(Path("/pkg/agent_runtime"), Path("/home/gateway"), Path("/home/sandboxes/sb_1"))
+SHAPE = SandboxShape("sb_0123456789ab", "img:1", 1.5, 256, 100, "python")
+
+
+def spec(runtime: str | None = None) -> dict[str, object]:
+    return container_spec(SHAPE, instance="abc", uid=10001, paths=PATHS, runtime=runtime)
+
+
+def test_spec_locks_everything_down() -> None:
+    s = spec()
+    assert s["network_mode"] == "none"
+    assert s["cap_drop"] == ["ALL"]
+    assert s["security_opt"] == ["no-new-privileges:true"]
+    assert s["read_only"] is True
+    assert s["privileged"] is False
+    assert s["user"] == "10001:10001"
+    assert s["ipc_mode"] == "private"
+    assert "pid_mode" not in s
+    assert s["mem_limit"] == s["memswap_limit"] == "256m"
+    assert s["nano_cpus"] == 1_500_000_000
+    assert s["pids_limit"] == 100
+    assert "runtime" not in s
+
+
+def test_spec_mounts_only_what_the_sandbox_needs_and_read_only() -> None:
+    mounts = {m["Target"]: m for m in spec()["mounts"]}  # type: ignore[attr-defined]
+    assert set(mounts) == {"/workspace", "/opt/fleetgate/agent_runtime", "/run/fleetgate", "/run/fleetgate/sandbox"}
+    assert mounts["/workspace"]["Type"] == "volume"
+    assert not mounts["/workspace"]["ReadOnly"]
+    for target in ("/opt/fleetgate/agent_runtime", "/run/fleetgate", "/run/fleetgate/sandbox"):
+        assert mounts[target]["ReadOnly"] is True
+    assert not any("docker.sock" in str(m["Source"]) for m in mounts.values())
+
+
+def test_spec_labels_name_the_sandbox_instance_and_template() -> None:
+    assert spec()["labels"] == {
+        "fleetgate.sandbox": "sb_0123456789ab",
+        "fleetgate.instance": "abc",
+        "fleetgate.kind": "sandbox",
+        "fleetgate.template": "python",
+    }
+
+
+def test_gvisor_is_used_when_the_engine_has_it() -> None:
+    with_runsc = EngineFacts(ncpu=2, mem_bytes=1 << 30, runtimes=frozenset({"runc", "runsc"}), api_version="1.41")
+    without = EngineFacts(ncpu=2, mem_bytes=1 << 30, runtimes=frozenset({"runc"}), api_version="1.41")
+    assert with_runsc.sandbox_runtime == "runsc"
+    assert without.sandbox_runtime is None
+    assert spec(with_runsc.sandbox_runtime)["runtime"] == "runsc"
+
+
+def test_probe_is_as_locked_down_as_a_sandbox() -> None:
+    probe = probe_spec("img:1", instance="abc", uid=10001)
+    for key in ("network_mode", "cap_drop", "security_opt", "read_only", "user"):
+        assert probe[key] == spec()[key], key
