@@ -30,7 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import make_controller, remove_instance  # noqa: E402
+from tests.conftest import make_controller, remove_instance
 
 IMAGE = "fleetgate/python:latest"
 TEMPLATE = "bench"
@@ -108,8 +108,8 @@ def main() -> int:
                     "cold": lambda: fleetgate_once(api, {"image": IMAGE}),
                     "warm": lambda: fleetgate_once(api, {"template": TEMPLATE}),
                 }
-                for kind in steps:  # one untimed warm-up each: first-use costs (image probe, SQL compile)
-                    steps[kind]()
+                for step in steps.values():  # one untimed warm-up each: first-use costs (image probe, SQL)
+                    step()
                     wait_for_pool(api, POOL)
                 for i in range(args.runs):
                     for kind, step in steps.items():
