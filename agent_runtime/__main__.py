@@ -11,7 +11,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m agent_runtime", description="fleetgate's in-sandbox runtime")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("supervise", help="run the sandbox's command and report it (the container's entrypoint)")
+    run = commands.add_parser("run", help="run a command through the gate (tool `shell`)")
+    run.add_argument("--risk", default="low", choices=["low", "medium", "high", "critical"])
+    run.add_argument("argv", nargs=argparse.REMAINDER, help="-- CMD ...")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from agent_runtime.run import run as run_command
+
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        return run_command(command, risk=args.risk)
     if args.command == "supervise":
         from agent_runtime.supervisor import main as supervise
 

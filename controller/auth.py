@@ -6,16 +6,23 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import Depends, Request
-from sqlmodel import Session, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
 from controller.db import SessionDep
 from controller.errors import Conflict, Forbidden, Unauthorized
-from controller.models import Role, Token, TokenCreated, User, utcnow
+from controller.models import ConsoleSession, Role, Token, TokenCreated, User, utcnow
 
+SESSION_COOKIE = "fleetgate_session"
+CSRF_COOKIE = "fleetgate_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_TTL = timedelta(hours=12)
 USER_TOKEN_PREFIX = "fg_"  # noqa: S105 (a prefix, not a secret)
 SANDBOX_TOKEN_PREFIX = "fgs_"  # noqa: S105
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -82,14 +89,22 @@ def user_for_token(*, session: Session, secret: str) -> User:
     if row.revoked_at is not None:
         raise Unauthorized("this token was revoked; ask an admin for a new one")
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
-        row.last_used_at = now
-        session.add(row)
-        session.commit()
     user = session.get(User, row.user_id)
+    if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
+        _touch(session, row, now)
     if user is None:
         raise Unauthorized("the token's user no longer exists")
     return user
+
+
+def _touch(session: Session, token: Token, now: datetime) -> None:
+    """Note when a token was last used (best effort, at most once a minute, in its own short write)."""
+    session.commit()
+    try:
+        session.execute(sa.update(Token).where(col(Token.id) == token.id).values(last_used_at=now))
+        session.commit()
+    except OperationalError:  # the database is busy: the note can wait for the next use
+        session.rollback()
 
 
 def bearer(request: Request) -> str:
@@ -101,7 +116,36 @@ def bearer(request: Request) -> str:
 
 
 def current_user(request: Request, session: SessionDep) -> User:
-    return user_for_token(session=session, secret=bearer(request))
+    """The caller: by bearer token (API clients), or by console session cookie (browsers, with CSRF checks)."""
+    if "authorization" in request.headers or SESSION_COOKIE not in request.cookies:
+        user = user_for_token(session=session, secret=bearer(request))
+    else:
+        user = user_for_session(session=session, request=request)
+    session.commit()  # end the auth read: the endpoint's own work starts its own transaction
+    return user
+
+
+def user_for_session(*, session: Session, request: Request) -> User:
+    row = session.get(ConsoleSession, hash_token(request.cookies[SESSION_COOKIE]))
+    if row is None or row.expires_at < utcnow():
+        raise Unauthorized("your console session has ended; log in again with your token")
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent, row.csrf):
+            raise Forbidden("missing or wrong X-CSRF-Token header (the console sends it; scripts use a bearer token)")
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise Unauthorized("the session's user no longer exists")
+    return user
+
+
+def open_console_session(*, session: Session, user: User) -> tuple[str, str]:
+    """A new console session for `user`: returns (cookie secret, CSRF token); only the secret's hash is stored."""
+    assert user.id is not None
+    secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    session.add(ConsoleSession(hash=hash_token(secret), user_id=user.id, csrf=csrf, expires_at=utcnow() + SESSION_TTL))
+    session.commit()
+    return secret, csrf
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

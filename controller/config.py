@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     docker_url: str = "unix:///var/run/docker.sock"
     instance: str = ""
+    external_url: str = ""
+    smtp_url: str = ""
+    mail_from: str = "fleetgate@localhost"
 
     default_image: str = "fleetgate/python:latest"
     sandbox_uid: int = 10001
@@ -49,6 +52,9 @@ class Settings(BaseSettings):
     reap_interval_s: float = 10.0
     reconcile_interval_s: float = 60.0
     heartbeat_s: float = 5.0
+    escalate_after_denials: Annotated[int, Field(ge=0)] = 3
+    approval_sweep_s: float = 1.0
+    sample_interval_s: float = 5.0
 
     @field_validator("bind")
     @classmethod
@@ -69,6 +75,11 @@ class Settings(BaseSettings):
     @property
     def url(self) -> str:
         return f"http://{self.bind}"
+
+    @property
+    def public_url(self) -> str:
+        """Where people reach the console (links in notifications point here)."""
+        return (self.external_url or self.url).rstrip("/")
 
     @property
     def db_url(self) -> str:

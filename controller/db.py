@@ -21,6 +21,7 @@ from sqlmodel import Session
 from controller.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_OPTION = "fleetgate_write"
 
 
 def make_engine(url: str) -> Engine:
@@ -31,12 +32,20 @@ def make_engine(url: str) -> Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        # A write transaction takes SQLite's write lock up front, so it waits its turn (busy_timeout) instead of
+        # failing when another process commits between its reads and its first write.
+        immediate = conn.get_execution_options().get(WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -47,9 +56,15 @@ def engine_for(url: str) -> Engine:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error; a writing one takes the lock up front.
+
+    SQLite rule in this code base: a transaction that reads and then writes must hold the write lock from its
+    start (or it fails when another process commits in between), and no transaction stays open across a slow
+    call to a Docker engine: services end their reads with `session.commit()` before such calls.
+    """
+    bind = engine.execution_options(**{WRITE_OPTION: True}) if write else engine
+    with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
@@ -58,13 +73,31 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A transaction that holds the write lock from its start: for read-then-write work such as audit appends."""
+    with session_scope(engine, write=True) as session:
+        yield session
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, on the engine the app was built with."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+    """One session per request; requests that may change things take the write lock for each transaction."""
+    engine: Engine = request.app.state.engine
+    changes = request.method not in ("GET", "HEAD", "OPTIONS")
+    with Session(engine.execution_options(**{WRITE_OPTION: changes}), expire_on_commit=False) as session:
         yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_write_session(request: Request) -> Iterator[Session]:
+    """A session whose transaction takes the write lock first; for endpoints that append to the audit log."""
+    with write_session(request.app.state.engine) as session:
+        yield session
+
+
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
 def alembic_config(url: str) -> Config:

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from controller.config import Settings
 from controller.db import engine_for
 from controller.errors import RedisUnavailable
+from controller.events.bus import EventBus, install
 from controller.models import Host
 from controller.sandboxes.hosts import DockerHosts
 from controller.sandboxes.service import SandboxService
@@ -66,6 +67,13 @@ class Fleet:
     @cached_property
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+
+    @cached_property
+    def bus(self) -> EventBus:
+        """Where events go live (Redis Streams) and for history (the database); installed for this process."""
+        bus = EventBus(self.redis, self.engine, self.instance)
+        install(bus)
+        return bus
 
     @cached_property
     def sandboxes(self) -> SandboxService:

@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -112,6 +114,17 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = _HTTP_MESSAGES[exc.status_code]
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+        if "locked" not in str(exc):
+            return await unexpected(request, exc)
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"detail": "the database is busy right now; try again in a moment"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         ref = uuid.uuid4().hex[:12]
@@ -124,7 +137,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
     """The management API (and, later, the console) of one controller."""
-    from controller.api import hosts, images, sandboxes, system, templates, tokens
+    from controller.api import (
+        actions,
+        approvals,
+        audit,
+        events,
+        grants,
+        hosts,
+        images,
+        links,
+        metrics,
+        policy,
+        sandboxes,
+        system,
+        templates,
+        tokens,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,10 +170,15 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fleet = fleet
+    fleet.bus  # noqa: B018 (installs this process's event bus)
     app.state.engine = fleet.engine
     install_error_handlers(app)
-    for module in (system, sandboxes, tokens, templates, hosts, images):
+    from controller.console import routes as console
+
+    routers = (system, sandboxes, approvals, actions, grants, audit, events, policy, links, tokens, templates, hosts)
+    for module in (*routers, images, metrics, console):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=console.STATIC), name="static")
     app.add_middleware(BodyLimit, limit=fleet.settings.max_body_bytes)
     return app
 

@@ -123,6 +123,18 @@ class Token(SQLModel, table=True):
     revoked_at: datetime | None = _when(default=None)
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A browser's login to the console: the cookie's secret (hashed) and its CSRF token."""
+
+    __tablename__ = "console_session"
+
+    hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when(index=True)
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -214,6 +226,7 @@ class TemplateUpdate(BaseModel):
     pool_size: int | None = pydantic.Field(default=None, ge=0, le=64)
     image: str | None = pydantic.Field(default=None, min_length=1, max_length=255)
     ttl_s: int | None = pydantic.Field(default=None, gt=0)
+    policy: str | dict[str, Any] | None = None
 
 
 # --- sandboxes --------------------------------------------------------------------------------------------
@@ -237,6 +250,7 @@ class Sandbox(SQLModel, table=True):
     ttl_s: int | None = None
     policy: str | dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     token_hash: str | None = Field(default=None, index=True, max_length=64)
+    consecutive_denials: int = 0
     error: str | None = None
     exit_code: int | None = None
     created_at: datetime = _when(default_factory=utcnow)
@@ -315,6 +329,7 @@ class Event(SQLModel, table=True):
     sandbox_id: str = Field(index=True, max_length=16)
     kind: str = Field(max_length=32, index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stream_id: str | None = Field(default=None, max_length=32, index=True)
     created_at: datetime = _when(default_factory=utcnow)
 
 

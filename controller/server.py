@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -28,6 +29,8 @@ from controller.errors import FleetgateError, Unavailable
 from controller.fleet import Fleet
 
 log = logging.getLogger("fleetgate")
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class _Server(uvicorn.Server):
@@ -75,12 +78,65 @@ def gateway_socket(path: Path) -> socket.socket:
 def start_worker(settings: Settings, *, concurrency: int = 2) -> subprocess.Popen[bytes]:
     log_file = open(settings.log_dir / "worker.log", "ab")  # noqa: SIM115 (the child owns it)
     argv = [
-        sys.executable, "-m", "celery", "-A", "controller.worker.celery_app", "worker", "-B",
-        "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", "fleetgate",
-        "--hostname", f"fleetgate-{settings.port}@%h",
-        "--schedule", str(settings.run_dir / "celerybeat-schedule"),
-    ]  # fmt: skip
-    return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env(settings))
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "controller.worker.celery_app",
+        "worker",
+        "-B",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "-Q",
+        "fleetgate",
+        "--hostname",
+        f"fleetgate-{settings.port}@%h",
+        "--schedule",
+        str(settings.run_dir / "celerybeat-schedule"),
+    ]
+    return subprocess.Popen(
+        argv,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=_child_env(settings),
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call on a preloaded libc; no locks taken)
+    )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the controller dies, even by SIGKILL (no orphan workers)."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class WorkerSupervisor:
+    """Keeps the Celery worker running: a worker that dies (a crash, an OOM kill) is started again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.process = start_worker(self.settings)
+        (self.settings.run_dir / "worker.pid").write_text(f"{self.process.pid}\n")
+
+    async def watch(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.process is not None and self.process.poll() is not None:
+                log.warning("the Celery worker exited (code %s); starting it again", self.process.returncode)
+                await asyncio.sleep(delay)
+                self.start()
+                self.restarts += 1
+                delay = min(delay * 2, 30.0)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_child(self.process)
+        (self.settings.run_dir / "worker.pid").unlink(missing_ok=True)
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
@@ -107,18 +163,20 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     sock = gateway_socket(settings.gateway_socket)
     api = _Server(uvicorn.Config(create_app(fleet), host=settings.host, port=settings.port, log_level="warning"))
     gateway = _Server(uvicorn.Config(create_gateway(fleet), log_level="warning", lifespan="off"))
-    worker = start_worker(settings) if with_worker else None
+    worker = WorkerSupervisor(settings) if with_worker else None
+    if worker is not None:
+        worker.start()
     pid_file(settings).write_text(f"{os.getpid()}\n")
     try:
-        asyncio.run(_serve_both(api, gateway, sock))
+        asyncio.run(_serve_both(api, gateway, sock, worker))
     finally:
         pid_file(settings).unlink(missing_ok=True)
         if worker is not None:
-            _stop_child(worker)
+            worker.stop()
         settings.gateway_socket.unlink(missing_ok=True)
 
 
-async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket) -> None:
+async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket, worker: WorkerSupervisor | None) -> None:
     anyio.to_thread.current_default_thread_limiter().total_tokens = 200
     loop = asyncio.get_running_loop()
 
@@ -128,8 +186,11 @@ async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket) -> No
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
+    watcher = loop.create_task(worker.watch()) if worker is not None else None
     results = await asyncio.gather(api.serve(), gateway.serve(sockets=[sock]), return_exceptions=True)
     stop()
+    if watcher is not None:
+        watcher.cancel()
     for result in results:
         if isinstance(result, BaseException):
             raise result

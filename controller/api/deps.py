@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from controller.auth import require
-from controller.db import SessionDep
+from controller.db import SessionDep, WriteSessionDep
 from controller.fleet import Fleet
 from controller.models import SANDBOX_ID_PATTERN, Role, User
 
@@ -27,4 +27,4 @@ SandboxId = Annotated[
     Path(pattern=SANDBOX_ID_PATTERN, description="a sandbox id, like sb_0123456789ab"),
 ]
 
-__all__ = ["Admin", "Approver", "FleetDep", "Operator", "SandboxId", "SessionDep", "Viewer"]
+__all__ = ["Admin", "Approver", "FleetDep", "Operator", "SandboxId", "SessionDep", "Viewer", "WriteSessionDep"]

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from controller.api.deps import Admin, FleetDep, SessionDep, Viewer
 from controller.errors import Conflict, Invalid, Unavailable
 from controller.models import NAME_PATTERN, Host
+from controller.oversight import audit
 from controller.sandboxes.hosts import LOCAL, validate_host_url
 
 router = APIRouter(prefix="/api/v1/hosts", tags=["hosts"])
@@ -54,11 +55,12 @@ def list_hosts(_: Viewer, fleet: FleetDep, session: SessionDep) -> dict[str, lis
 
 
 @router.post("", status_code=201, response_model=HostPublic)
-def add_host(body: HostCreate, _: Admin, fleet: FleetDep, session: SessionDep) -> HostPublic:
+def add_host(body: HostCreate, user: Admin, fleet: FleetDep, session: SessionDep) -> HostPublic:
     """Register an engine; it must answer now, so a typo is caught here rather than at the first create."""
     if body.name == LOCAL or session.exec(select(Host).where(Host.name == body.name)).first():
         raise Conflict(f"a host named {body.name!r} exists already")
     validate_host_url(body.url)
+    session.commit()  # no transaction across the engine ping
     host = fleet.hosts.add(body.name, body.url)
     try:
         host.ping()
@@ -68,4 +70,5 @@ def add_host(body: HostCreate, _: Admin, fleet: FleetDep, session: SessionDep) -
     row = Host(name=body.name, url=body.url)
     session.add(row)
     session.commit()
+    audit.record_event(fleet.engine, actor=user.name, event="host.added", subject=f"host:{body.name}", url=body.url)
     return HostPublic(name=row.name, url=row.url, reachable=True, created_at=row.created_at)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -21,6 +21,8 @@ from controller.models import (
     SandboxStatus,
     Template,
 )
+from controller.oversight import audit
+from controller.sandboxes import files
 
 router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
 
@@ -53,6 +55,16 @@ def to_public(session: Session, sandbox: Sandbox) -> SandboxPublic:
 def create_sandbox(body: SandboxCreate, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
     """Create and start a hardened sandbox from an image or a template."""
     sandbox = fleet.sandboxes.create(session=session, request=body, owner=user)
+    audit.record_event(
+        fleet.engine,
+        actor=user.name,
+        event="sandbox.created",
+        subject=f"sandbox:{sandbox.id}",
+        image=sandbox.image,
+        template=body.template,
+        policy=body.policy,
+        resources=body.resources.model_dump(),
+    )
     return to_public(session, sandbox)
 
 
@@ -86,20 +98,44 @@ def exec_in_sandbox(
 
 
 @router.post("/{sandbox_id}/stop", response_model=SandboxPublic)
-def stop_sandbox(sandbox_id: SandboxId, _: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    return to_public(session, fleet.sandboxes.stop(session=session, sandbox_id=sandbox_id))
+def stop_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
+    sandbox = fleet.sandboxes.stop(session=session, sandbox_id=sandbox_id)
+    audit.record_event(fleet.engine, actor=user.name, event="sandbox.stopped", subject=f"sandbox:{sandbox_id}")
+    return to_public(session, sandbox)
+
+
+@router.post("/{sandbox_id}/pause", response_model=SandboxPublic)
+def pause_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
+    """Freeze the sandbox's processes (docker pause) until it is resumed."""
+    sandbox = fleet.sandboxes.pause(session=session, sandbox_id=sandbox_id, reason=f"paused by {user.name}")
+    audit.record_event(fleet.engine, actor=user.name, event="sandbox.paused", subject=f"sandbox:{sandbox_id}")
+    return to_public(session, sandbox)
+
+
+@router.post("/{sandbox_id}/resume", response_model=SandboxPublic)
+def resume_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
+    sandbox = fleet.sandboxes.resume(session=session, sandbox_id=sandbox_id, reason=f"resumed by {user.name}")
+    audit.record_event(fleet.engine, actor=user.name, event="sandbox.resumed", subject=f"sandbox:{sandbox_id}")
+    return to_public(session, sandbox)
 
 
 @router.delete("/{sandbox_id}", response_model=SandboxPublic)
 def remove_sandbox(
     sandbox_id: SandboxId,
-    _: Operator,
+    user: Operator,
     fleet: FleetDep,
     session: SessionDep,
     keep_volume: Annotated[bool | None, Query(description="keep the workspace volume")] = None,
 ) -> SandboxPublic:
     """Remove the sandbox's container and, unless kept, its workspace volume."""
     sandbox = fleet.sandboxes.remove(session=session, sandbox_id=sandbox_id, keep_volume=keep_volume)
+    audit.record_event(
+        fleet.engine,
+        actor=user.name,
+        event="sandbox.removed",
+        subject=f"sandbox:{sandbox_id}",
+        volume_kept=sandbox.keep_volume,
+    )
     return to_public(session, sandbox)
 
 
@@ -118,11 +154,26 @@ def sandbox_logs(
     session: SessionDep,
     after: Annotated[int, Query(ge=0, description="only lines after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    tail: Annotated[int | None, Query(ge=1, le=10000, description="only the last N lines")] = None,
 ) -> Page[LogLine]:
-    """The output lines the sandbox's command printed, oldest first; page with `after`."""
+    """The output lines the sandbox's command printed, oldest first; page with `after`, or the last `tail`."""
     fleet.sandboxes.get(session, sandbox_id, live=False)
-    events = history(session, sandbox_id, kinds=OUTPUT_KINDS, after=after, limit=limit)
+    events = history(session, sandbox_id, kinds=OUTPUT_KINDS, after=after, limit=limit, tail=tail)
     items = [
         LogLine(id=e.id or 0, stream=e.kind, line=str(e.data.get("line", "")), ts=e.data.get("ts")) for e in events
     ]
     return Page(items=items, next=str(items[-1].id) if len(items) == limit else None)
+
+
+@router.get("/{sandbox_id}/files")
+def list_files(
+    sandbox_id: SandboxId, _: Operator, fleet: FleetDep, session: SessionDep, path: str = "/workspace"
+) -> dict[str, Any]:
+    """A folder of the workspace, as the sandbox's user sees it (folders first)."""
+    return files.list_folder(fleet.sandboxes, session, sandbox_id, path)
+
+
+@router.get("/{sandbox_id}/files/content")
+def file_content(sandbox_id: SandboxId, _: Operator, fleet: FleetDep, session: SessionDep, path: str) -> dict[str, Any]:
+    """A file of the workspace as text (up to 256 KiB; binary files are reported, not shown)."""
+    return files.read_file(fleet.sandboxes, session, sandbox_id, path)

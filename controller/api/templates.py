@@ -9,6 +9,8 @@ from sqlmodel import Session, col, func, select
 from controller.api.deps import Admin, FleetDep, SessionDep, Viewer
 from controller.errors import Conflict, TemplateNotFound
 from controller.models import Sandbox, SandboxStatus, Template, TemplateCreate, TemplatePublic, TemplateUpdate
+from controller.oversight import audit
+from controller.oversight.policy_store import compile_policy
 from controller.sandboxes.pool import REFILL_TASK, drain
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
@@ -43,30 +45,48 @@ def get_template(name: str, _: Viewer, session: SessionDep) -> TemplatePublic:
 
 
 @router.post("", status_code=201, response_model=TemplatePublic)
-def create_template(body: TemplateCreate, _: Admin, fleet: FleetDep, session: SessionDep) -> TemplatePublic:
+def create_template(body: TemplateCreate, user: Admin, fleet: FleetDep, session: SessionDep) -> TemplatePublic:
     """Add a template; its image must exist on its host, and its pool starts filling in the background."""
     if session.exec(select(Template).where(Template.name == body.name)).first() is not None:
         raise Conflict(f"a template named {body.name!r} exists already")
+    session.commit()  # no transaction across the image check
     fleet.sandboxes.require_image(fleet.hosts.get(body.host), body.image)
+    if body.policy is not None:
+        compile_policy(body.policy, source=f"template {body.name} policy")
     template = Template.model_validate(body)
     session.add(template)
     session.commit()
+    audit.record_event(
+        fleet.engine,
+        actor=user.name,
+        event="template.created",
+        subject=f"template:{template.name}",
+        template=body.model_dump(mode="json"),
+    )
     if template.pool_size:
         fleet.enqueue(REFILL_TASK, [template.id])
     return to_public(session, template)
 
 
 @router.patch("/{name}", response_model=TemplatePublic)
-def update_template(name: str, body: TemplateUpdate, _: Admin, fleet: FleetDep, session: SessionDep) -> TemplatePublic:
+def update_template(
+    name: str, body: TemplateUpdate, user: Admin, fleet: FleetDep, session: SessionDep
+) -> TemplatePublic:
     """Change a template's pool size, image or TTL; the pool is refilled (or drained) to match."""
     template = _get(session, name)
+    session.commit()  # no transaction across the image check
     changes = body.model_dump(exclude_unset=True)
     if "image" in changes:
         fleet.sandboxes.require_image(fleet.hosts.get(template.host), changes["image"])
+    if changes.get("policy") is not None:
+        compile_policy(changes["policy"], source=f"template {name} policy")
     for key, value in changes.items():
         setattr(template, key, value)
     session.add(template)
     session.commit()
+    audit.record_event(
+        fleet.engine, actor=user.name, event="template.updated", subject=f"template:{name}", changes=changes
+    )
     if "image" in changes:
         drain(fleet.sandboxes, session=session, template_id=template.id or 0)
     fleet.enqueue(REFILL_TASK, [template.id])
@@ -74,10 +94,11 @@ def update_template(name: str, body: TemplateUpdate, _: Admin, fleet: FleetDep, 
 
 
 @router.delete("/{name}", status_code=204)
-def delete_template(name: str, _: Admin, fleet: FleetDep, session: SessionDep) -> None:
+def delete_template(name: str, user: Admin, fleet: FleetDep, session: SessionDep) -> None:
     """Delete a template and its warm pool; its running sandboxes keep running."""
     template = _get(session, name)
     drain(fleet.sandboxes, session=session, template_id=template.id or 0)
     session.execute(sa.update(Sandbox).where(col(Sandbox.template_id) == template.id).values(template_id=None))
     session.delete(template)
     session.commit()
+    audit.record_event(fleet.engine, actor=user.name, event="template.deleted", subject=f"template:{name}")

@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from controller.cli import oversight
 from controller.cli.client import Client, fail
+from controller.cli.demo import demo
+from controller.cli.live import watch
+from controller.cli.policy import policy_app
 from controller.cli.sandboxes import sandbox_app
 from controller.cli.templates import template_app
 from controller.config import get_settings
@@ -29,7 +33,20 @@ token_app = typer.Typer(
 images_app = typer.Typer(help="The sandbox images.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(images_app, name="images")
-out = Console()
+app.add_typer(oversight.grants_app, name="grants")
+app.add_typer(oversight.audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+for command in (
+    oversight.approvals,
+    oversight.approve,
+    oversight.deny,
+    oversight.actions,
+    oversight.review,
+    demo,
+    watch,
+):
+    app.command()(command)
+out = Console(soft_wrap=True)
 
 
 @app.command()

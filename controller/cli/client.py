@@ -10,7 +10,7 @@ from rich.console import Console
 
 from controller.config import get_client_settings, get_settings
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -46,8 +46,20 @@ class Client:
             fail(f"{detail} (HTTP {response.status_code})")
         return response.json() if response.content else None
 
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A streaming request (for Server-Sent Events); no read timeout."""
+        return self._http.stream(method, path, timeout=httpx.Timeout(10.0, read=None), **kwargs)
+
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
+
+    def get_or_none(self, path: str) -> Any:
+        """GET, with None for a 404 instead of an error."""
+        try:
+            response = self._http.get(path)
+        except httpx.HTTPError:
+            return self.request("GET", path)
+        return None if response.status_code == 404 else self.request("GET", path)
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)

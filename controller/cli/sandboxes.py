@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from controller.cli.client import Client, fail
 sandbox_app = typer.Typer(
     help="Sandboxes: create, list, run commands, read output, stop, remove.", no_args_is_help=True
 )
-out = Console()
+out = Console(soft_wrap=True)
 _STATUS_STYLE = {
     "running": "green",
     "paused": "yellow",
@@ -94,10 +93,15 @@ def list_sandboxes(
         style = _STATUS_STYLE.get(s["status"], "")
         res = s["resources"]
         table.add_row(
-            s["id"], f"[{style}]{s['status']}[/]" if style else s["status"], s["image"], s["template"] or "-",
-            f"{res['cpus']:g}", f"{res['memory_mb']}M", _age(s["created_at"]),
+            s["id"],
+            f"[{style}]{s['status']}[/]" if style else s["status"],
+            s["image"],
+            s["template"] or "-",
+            f"{res['cpus']:g}",
+            f"{res['memory_mb']}M",
+            _age(s["created_at"]),
             ("in " + _age(s["expires_at"]).lstrip("-")) if s["expires_at"] else "-",
-        )  # fmt: skip
+        )
     out.print(table)
 
 
@@ -123,25 +127,29 @@ def exec_(
 @sandbox_app.command("logs")
 def logs(
     sandbox_id: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines, live")] = False,
+    tail: Annotated[int | None, typer.Option(help="only the last N lines")] = None,
 ) -> None:
     """Print what the sandbox's command wrote to stdout and stderr."""
     client = Client()
+    if follow:
+        from controller.cli.live import follow_logs
+
+        client.get(f"/api/v1/sandboxes/{sandbox_id}")  # a clear error for an unknown id before streaming
+        follow_logs(client, sandbox_id)
+        return
     after = 0
     while True:
-        page = client.get(f"/api/v1/sandboxes/{sandbox_id}/logs", params={"after": after, "limit": 5000})
+        params: dict[str, Any] = {"after": after, "limit": 5000}
+        if tail:
+            params = {"tail": tail}
+        page = client.get(f"/api/v1/sandboxes/{sandbox_id}/logs", params=params)
         for line in page["items"]:
             (sys.stdout if line["stream"] == "stdout" else sys.stderr).write(line["line"] + "\n")
             after = line["id"]
         sys.stdout.flush()
-        if page["next"]:
-            continue
-        if not follow:
+        if not page["next"] or tail:
             return
-        status = client.get(f"/api/v1/sandboxes/{sandbox_id}")["status"]
-        if status not in ("running", "paused", "creating"):
-            return
-        time.sleep(0.5)
 
 
 @sandbox_app.command("stop")

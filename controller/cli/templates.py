@@ -11,7 +11,7 @@ from rich.table import Table
 from controller.cli.client import Client
 
 template_app = typer.Typer(help="Templates: named sandbox recipes with a warm pool.", no_args_is_help=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 
 @template_app.command("ls")

@@ -1,28 +1,24 @@
-"""Sandbox events kept in the database: lifecycle changes and output lines, for history and `logs`."""
+"""Sandbox events: lifecycle changes, output lines, actions, approvals, resource samples.
+
+`record` queues an event on the session; it is published live and kept for history once the session commits
+(see `events.bus`). `history` reads the kept ones.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from controller.events.bus import pending
 from controller.models import Event
 
 OUTPUT_KINDS = ("stdout", "stderr")
 
 
-def record(session: Session, sandbox_id: str, kind: str, **data: Any) -> Event:
-    """Add one event to the session (the caller commits)."""
-    event = Event(sandbox_id=sandbox_id, kind=kind, data=data)
-    session.add(event)
-    return event
-
-
-def record_many(session: Session, sandbox_id: str, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
-    events = [Event(sandbox_id=sandbox_id, kind=kind, data=data) for kind, data in items]
-    session.add_all(events)
-    return len(events)
+def record(session: Session, sandbox_id: str, kind: str, /, **data: Any) -> None:
+    """Queue one event on the session; it is emitted after the session commits."""
+    pending(session).append((sandbox_id, kind, data))
 
 
 def history(
@@ -32,9 +28,12 @@ def history(
     kinds: tuple[str, ...] | None = None,
     after: int = 0,
     limit: int = 1000,
+    tail: int | None = None,
 ) -> list[Event]:
-    """Events of one sandbox in order, after the event id `after`."""
+    """Events of one sandbox in order: after the event id `after`, or the last `tail` of them."""
     query = select(Event).where(Event.sandbox_id == sandbox_id, col(Event.id) > after)
     if kinds:
         query = query.where(col(Event.kind).in_(kinds))
+    if tail is not None:
+        return list(reversed(session.exec(query.order_by(col(Event.id).desc()).limit(tail)).all()))
     return list(session.exec(query.order_by(col(Event.id)).limit(limit)))

@@ -6,44 +6,25 @@ the sandbox does and ask for decisions, never decide, never read other sandboxes
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
-from controller.auth import SANDBOX_TOKEN_PREFIX, bearer, hash_token
 from controller.db import SessionDep
-from controller.errors import Forbidden, Unauthorized
-from controller.events.store import record, record_many
+from controller.events.store import record
 from controller.fleet import Fleet
+from controller.gateway import oversight
+from controller.gateway.auth import CurrentSandbox
 from controller.main import BodyLimit, install_error_handlers
-from controller.models import SANDBOX_ID_PATTERN, Sandbox, SandboxStatus, utcnow
+from controller.models import SandboxStatus, utcnow
+from controller.oversight.signals import DecisionWaiter
 
 MAX_LINE = 16 * 1024
-
-
-def sandbox_for_token(*, session: Session, secret: str, sandbox_id: str) -> Sandbox:
-    if not secret.startswith(SANDBOX_TOKEN_PREFIX):
-        raise Unauthorized("the runtime gateway takes sandbox tokens only")
-    sandbox = session.exec(select(Sandbox).where(Sandbox.token_hash == hash_token(secret))).first()
-    if sandbox is None:
-        raise Unauthorized("unknown or retired sandbox token")
-    if sandbox.id != sandbox_id:
-        raise Forbidden(f"this token belongs to sandbox {sandbox.id}, not {sandbox_id}")
-    return sandbox
-
-
-def current_sandbox(
-    request: Request,
-    session: SessionDep,
-    sandbox_id: Annotated[str, Path(pattern=SANDBOX_ID_PATTERN)],
-) -> Sandbox:
-    return sandbox_for_token(session=session, secret=bearer(request), sandbox_id=sandbox_id)
-
-
-CurrentSandbox = Annotated[Sandbox, Depends(current_sandbox)]
 
 
 class Hello(BaseModel):
@@ -74,9 +55,20 @@ class LogEntry(BaseModel):
 
 
 def create_gateway(fleet: Fleet) -> FastAPI:
-    app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, openapi_url=None)
+    waiter = DecisionWaiter(fleet.settings.redis_url, fleet.instance)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        waiter.start()
+        yield
+        await waiter.stop()
+
+    app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.fleet = fleet
+    fleet.bus  # noqa: B018 (installs this process's event bus)
     app.state.engine = fleet.engine
+    app.state.waiter = waiter
+    app.include_router(oversight.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=8 << 20)
     prefix = "/runtime/v1/sandboxes/{sandbox_id}"
@@ -109,12 +101,10 @@ def create_gateway(fleet: Fleet) -> FastAPI:
         return Response(status_code=204)
 
     @app.post(prefix + "/output")
-    def output(sandbox: CurrentSandbox, body: OutputBatch, session: SessionDep) -> dict[str, int]:
-        count = record_many(
-            session, sandbox.id, ((item.stream, {"line": item.line, "ts": item.ts}) for item in body.lines)
-        )
-        session.commit()
-        return {"accepted": count}
+    async def output(sandbox: CurrentSandbox, body: OutputBatch) -> dict[str, int]:
+        items = [(sandbox.id, item.stream, {"line": item.line, "ts": item.ts}) for item in body.lines]
+        await run_in_threadpool(fleet.bus.emit, items)
+        return {"accepted": len(items)}
 
     @app.post(prefix + "/exit")
     def exit_(sandbox: CurrentSandbox, body: Exit, session: SessionDep) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
-import controller.models  # noqa: F401  (registers the tables on the metadata)
+import controller.models
+import controller.oversight.models  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -32,6 +32,7 @@ def claim(service: SandboxService, *, session: Session, plan: Plan, owner: User 
         .order_by(col(Sandbox.created_at))
         .limit(4)
     ).all()
+    session.commit()
     for sandbox_id in candidates:
         won = session.execute(
             sa.update(Sandbox)
@@ -41,6 +42,7 @@ def claim(service: SandboxService, *, session: Session, plan: Plan, owner: User 
         session.commit()
         if won.rowcount == 1:  # type: ignore[attr-defined]
             sandbox = session.get(Sandbox, sandbox_id, populate_existing=True)
+            session.commit()
             assert sandbox is not None
             service.enqueue(REFILL_TASK, [template.id])
             return _configure(service, session=session, sandbox=sandbox, plan=plan)
@@ -54,6 +56,7 @@ def _configure(service: SandboxService, *, session: Session, sandbox: Sandbox, p
         sandbox.env = plan.env
         sandbox.command = plan.command
         sandbox.keep_volume = plan.keep_volume
+        sandbox.policy = plan.policy
         secret = service.issue_token(sandbox, plan.ttl_s)
         state = host.call(lambda c: c.api.inspect_container(sandbox.container_id))["State"]
         if state.get("Status") != "running":

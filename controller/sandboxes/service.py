@@ -40,6 +40,7 @@ from controller.models import (
     User,
     utcnow,
 )
+from controller.oversight.policy_store import compile_policy
 from controller.sandboxes.credentials import Credentials
 from controller.sandboxes.execution import run_exec
 from controller.sandboxes.hosts import LOCAL, DockerHost, DockerHosts, engine_errors
@@ -87,6 +88,7 @@ class Plan:
     command: list[str] | None
     ttl_s: int | None
     keep_volume: bool
+    policy: str | dict[str, Any] | None = None
 
     def matches_pool_of(self, template: Template, settings: Settings) -> bool:
         return (
@@ -138,8 +140,12 @@ class SandboxService:
             command=request.command or (template.command if template else None),
             ttl_s=request.ttl_s or (template.ttl_s if template else None),
             keep_volume=request.keep_volume,
+            policy=request.policy,
         )
         self._check_limits(plan)
+        if plan.policy is not None:
+            compile_policy(plan.policy, source="sandbox policy")
+        session.commit()  # end the reads before the image check and the engine calls
         return plan
 
     def _check_limits(self, plan: Plan) -> None:
@@ -194,6 +200,7 @@ class SandboxService:
             pids=plan.pids,
             env={} if pooled else plan.env,
             command=None if pooled else plan.command,
+            policy=None if pooled else plan.policy,
             keep_volume=plan.keep_volume,
             volume=volume_name(self.instance, ""),
         )
@@ -322,6 +329,7 @@ class SandboxService:
 
     def get(self, session: Session, sandbox_id: str, *, live: bool = True) -> Sandbox:
         sandbox = session.get(Sandbox, sandbox_id)
+        session.commit()  # end the read: what follows may call the engine, then write
         if sandbox is None or sandbox.status in (SandboxStatus.pooled, SandboxStatus.warming):
             raise SandboxNotFound(sandbox_id)
         if live and sandbox.status in LIVE:
@@ -370,6 +378,7 @@ class SandboxService:
             query = query.where(Sandbox.status != SandboxStatus.removed)
         query = query.order_by(col(Sandbox.created_at).desc(), col(Sandbox.id)).offset(offset).limit(limit)
         rows = list(session.exec(query))
+        session.commit()
         live = [s for s in rows if s.status in LIVE]
         if live:
             states = self.engine_states({s.host for s in live})
@@ -437,6 +446,36 @@ class SandboxService:
             record(session, sandbox.id, "lifecycle", status="stopped", source="stop")
             session.add(sandbox)
             session.commit()
+        return sandbox
+
+    def pause(self, *, session: Session, sandbox_id: str, reason: str) -> Sandbox:
+        """Freeze every process of the sandbox (docker pause); it keeps its memory and its place."""
+        sandbox = self.get(session, sandbox_id, live=False)
+        if sandbox.status == SandboxStatus.paused:
+            return sandbox
+        if sandbox.status != SandboxStatus.running:
+            raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a running sandbox can be paused")
+        host = self.hosts.get(sandbox.host)
+        with engine_errors(host), engine_refusals():
+            host.client.api.pause(sandbox.container_id)
+        return self._mark(session, sandbox, SandboxStatus.paused, reason)
+
+    def resume(self, *, session: Session, sandbox_id: str, reason: str) -> Sandbox:
+        sandbox = self.get(session, sandbox_id, live=False)
+        if sandbox.status == SandboxStatus.running:
+            return sandbox
+        if sandbox.status != SandboxStatus.paused:
+            raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a paused sandbox can be resumed")
+        host = self.hosts.get(sandbox.host)
+        with engine_errors(host), engine_refusals():
+            host.client.api.unpause(sandbox.container_id)
+        return self._mark(session, sandbox, SandboxStatus.running, reason)
+
+    def _mark(self, session: Session, sandbox: Sandbox, status: SandboxStatus, reason: str) -> Sandbox:
+        sandbox.status = status
+        record(session, sandbox.id, "lifecycle", status=status.value, source=reason)
+        session.add(sandbox)
+        session.commit()
         return sandbox
 
     def remove(

@@ -47,6 +47,8 @@ def _schedule(settings: Settings) -> dict[str, Any]:
             "task": "fleetgate.sandboxes.reconcile",
             "schedule": settings.reconcile_interval_s,
         },
+        "sample-resources": {"task": "fleetgate.sandboxes.sample", "schedule": settings.sample_interval_s},
+        "expire-approvals": {"task": "fleetgate.approvals.sweep", "schedule": settings.approval_sweep_s},
         "top-up-warm-pools": {
             "task": "fleetgate.pool.top_up",
             "schedule": max(settings.reap_interval_s, 15.0),

@@ -103,10 +103,15 @@ def gateway(tmp_path: Path) -> Iterator[Setup]:
     with Session(engine_for(settings.db_url)) as session:
         session.add(
             Sandbox(
-                id="sb_00000000abcd", status=SandboxStatus.running, image="x", cpus=1, memory_mb=64, pids=64,
+                id="sb_00000000abcd",
+                status=SandboxStatus.running,
+                image="x",
+                cpus=1,
+                memory_mb=64,
+                pids=64,
                 token_hash=hash_token(secret),
             )
-        )  # fmt: skip
+        )
         session.commit()
     socket_path = tmp_path / "rt.sock"
     server = GatewayServer(fleet, socket_path)

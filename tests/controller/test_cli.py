@@ -9,9 +9,19 @@ from tests.conftest import Controller, wait_for
 
 def test_sandbox_create_ls_exec_logs_stop_rm(controller: Controller) -> None:
     sandbox_id = controller.cli(
-        "sandbox", "create", "--image", "fleetgate/python:latest", "--memory", "256", "--env", "NAME=cli",
-        "--", "sh", "-c", "echo hello from $NAME; sleep 600",
-    ).stdout.strip()  # fmt: skip
+        "sandbox",
+        "create",
+        "--image",
+        "fleetgate/python:latest",
+        "--memory",
+        "256",
+        "--env",
+        "NAME=cli",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from $NAME; sleep 600",
+    ).stdout.strip()
     assert sandbox_id.startswith("sb_")
     listed = json.loads(controller.cli("sandbox", "ls", "--json").stdout)
     mine = next(s for s in listed if s["id"] == sandbox_id)

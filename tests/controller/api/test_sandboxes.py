@@ -59,9 +59,13 @@ def test_workspace_survives_in_volume_when_kept(admin: httpx.Client, docker_clie
     volume = docker_client.volumes.get(sandbox["volume"])
     try:
         out = docker_client.containers.run(
-            "fleetgate/python:latest", ["cat", "/w/notes.txt"], volumes={volume.name: {"bind": "/w", "mode": "ro"}},
-            remove=True, network_mode="none", labels={LABEL_INSTANCE: "test-readback"},
-        )  # fmt: skip
+            "fleetgate/python:latest",
+            ["cat", "/w/notes.txt"],
+            volumes={volume.name: {"bind": "/w", "mode": "ro"}},
+            remove=True,
+            network_mode="none",
+            labels={LABEL_INSTANCE: "test-readback"},
+        )
         assert out == b"precious\n"
     finally:
         volume.remove(force=True)

@@ -1,0 +1,69 @@
+"""Gated actions: every call an agent made through the gate, its decision and what decided it; post-hoc review."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlmodel import col, select
+
+from controller.api.deps import SessionDep, Viewer, WriteSessionDep
+from controller.errors import NotFound
+from controller.oversight import audit
+from controller.oversight.models import Action, ActionStatus, ReviewRequest
+
+router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
+
+
+def public(action: Action) -> dict[str, Any]:
+    return action.model_dump(mode="json")
+
+
+@router.get("")
+def list_actions(
+    _: Viewer,
+    session: SessionDep,
+    sandbox: str | None = None,
+    status: ActionStatus | None = None,
+    tool: str | None = None,
+    review: Annotated[str | None, Query(pattern="^(reviewed|flagged|none)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Actions newest first, filtered by sandbox, status, tool or review mark."""
+    query = select(Action)
+    if sandbox:
+        query = query.where(Action.sandbox_id == sandbox)
+    if status is not None:
+        query = query.where(Action.status == status)
+    if tool:
+        query = query.where(Action.tool == tool)
+    if review == "none":
+        query = query.where(col(Action.review).is_(None))
+    elif review:
+        query = query.where(Action.review == review)
+    if before is not None:
+        query = query.where(col(Action.id) < before)
+    rows = list(session.exec(query.order_by(col(Action.id).desc()).limit(limit + 1)))
+    return {"items": [public(a) for a in rows[:limit]], "next": str(rows[limit - 1].id) if len(rows) > limit else None}
+
+
+@router.get("/{action_id}")
+def get_action(action_id: int, _: Viewer, session: SessionDep) -> dict[str, Any]:
+    action = session.get(Action, action_id)
+    if action is None:
+        raise NotFound(f"no action {action_id}")
+    return public(action)
+
+
+@router.post("/{action_id}/review")
+def review_action(action_id: int, body: ReviewRequest, user: Viewer, session: WriteSessionDep) -> dict[str, Any]:
+    """Mark an action reviewed or flagged after the fact (auditors and everyone above)."""
+    action = session.get(Action, action_id)
+    if action is None:
+        raise NotFound(f"no action {action_id}")
+    action.review, action.review_note, action.reviewed_by = body.review, body.note, user.name
+    session.add(action)
+    audit.append(session, actor=user.name, event=f"action.{body.review}", subject=f"action:{action_id}", note=body.note)
+    session.commit()
+    return public(action)

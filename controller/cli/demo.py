@@ -1,0 +1,73 @@
+"""`fleetgate demo`: three sandboxes running the scripted agent under a policy that shows every oversight point."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from controller.cli.client import Client
+
+out = Console(soft_wrap=True)
+TEMPLATE = "demo"
+OPERATOR = "demo-operator"
+DEMO_POLICY = """\
+description: the fleetgate demo - free to read and test, asks before anything leaves the sandbox
+default: ask
+rules:
+  - name: reading files is free
+    tool: read_file
+    decision: allow
+  - name: tests and local git are free
+    tool: shell
+    command: ["python3 -m unittest*", "git status*", "git diff*", "git log*", "ls*", "cat *"]
+    decision: allow
+  - name: pushing code waits for an approver
+    tool: shell
+    command: "git push*"
+    decision: ask
+    approvers: [approver]
+    timeout_s: 3600
+  - name: email waits for an approver
+    tool: email.send
+    decision: ask
+    timeout_s: 3600
+  - name: payments above the limit are refused
+    tool: "payment.*"
+    args: {amount: "> 100"}
+    decision: deny
+    message: payments over 100 need a purchase order, not an agent
+  - name: smaller payments wait for two approvers
+    tool: "payment.*"
+    decision: ask
+    quorum: 2
+"""
+
+
+def demo(
+    count: Annotated[int, typer.Option(help="how many agents to start")] = 3,
+    ttl: Annotated[int, typer.Option(help="seconds before the demo sandboxes are removed")] = 3600,
+) -> None:
+    """Start scripted agents that read and test freely, get a payment refused, and wait for you to approve a push
+    and an email. Needs an admin FLEETGATE_TOKEN; the agents run as the user `demo-operator`."""
+    admin = Client()
+    if admin.get_or_none(f"/api/v1/templates/{TEMPLATE}") is None:
+        admin.post(
+            "/api/v1/templates",
+            json={
+                "name": TEMPLATE,
+                "image": "fleetgate/python:latest",
+                "command": ["python3", "-m", "agent_runtime.demo"],
+                "policy": DEMO_POLICY,
+                "ttl_s": ttl,
+            },
+        )
+        out.print(f"created template [bold]{TEMPLATE}[/] with the demo policy")
+    operator = admin.post("/api/v1/tokens", json={"name": OPERATOR, "role": "operator", "label": "demo"})["token"]
+    agents = Client(token=operator)
+    ids = [agents.post("/api/v1/sandboxes", json={"template": TEMPLATE})["id"] for _ in range(count)]
+    out.print(f"started {len(ids)} agents: {', '.join(ids)}")
+    out.print("they will ask to push and to send an email; watch the queue with [bold]fleetgate approvals[/],")
+    out.print("decide with [bold]fleetgate approve ID[/] / [bold]fleetgate deny ID -m 'why'[/],")
+    out.print("and read what they did with [bold]fleetgate sandbox logs ID[/] and [bold]fleetgate actions[/].")

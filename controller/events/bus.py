@@ -1,0 +1,119 @@
+"""Live events: Redis Streams (fleet-wide and per sandbox, trimmed by length) plus the database for history.
+
+One Lua call adds a batch to both streams, so an event has the same id in the fleet stream and in its sandbox's
+stream, and that id is its SSE id. The rows go to the database afterwards with their stream ids, so a client
+whose last id has been trimmed from the stream resumes from the database without a gap.
+
+Business code calls `store.record(session, ...)`; the events ride on the session and are emitted right after
+it commits (nothing is published for a transaction that rolls back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from controller.models import Event, utcnow
+
+log = logging.getLogger(__name__)
+PENDING = "fleetgate_events"
+FLEET_MAXLEN = 100_000
+SANDBOX_MAXLEN = 10_000
+
+# KEYS[1] = fleet stream, then one sandbox stream per event; ARGV = maxlens, then one JSON payload per event.
+_XADD_BOTH = """
+local ids = {}
+for i = 2, #KEYS do
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], id, 'e', ARGV[i + 1])
+  ids[#ids + 1] = id
+end
+return ids
+"""
+
+
+def fleet_stream(instance: str) -> str:
+    return f"fleetgate:{instance}:events"
+
+
+def sandbox_stream(instance: str, sandbox_id: str) -> str:
+    return f"fleetgate:{instance}:events:{sandbox_id}"
+
+
+def counter_key(instance: str) -> str:
+    return f"fleetgate:{instance}:events_total"
+
+
+class EventBus:
+    def __init__(self, client: redis.Redis, engine: Engine, instance: str) -> None:
+        self.client = client
+        self.engine = engine
+        self.instance = instance
+        self._script = client.register_script(_XADD_BOTH)
+
+    def emit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Event]:
+        """Publish (sandbox_id, kind, data) events live, then keep them; returns the stored rows."""
+        batch = list(items)
+        if not batch:
+            return []
+        now = time.time()
+        payloads = [json.dumps({"sandbox_id": s, "kind": k, "data": d, "ts": now}, default=str) for s, k, d in batch]
+        ids = self._publish(batch, payloads)
+        rows = [
+            Event(sandbox_id=s, kind=k, data=d, stream_id=ids[i] if ids else None, created_at=utcnow())
+            for i, (s, k, d) in enumerate(batch)
+        ]
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add_all(rows)
+            session.commit()
+        return rows
+
+    def _publish(self, batch: list[tuple[str, str, dict[str, Any]]], payloads: list[str]) -> list[str]:
+        keys = [fleet_stream(self.instance), *(sandbox_stream(self.instance, s) for s, _, _ in batch)]
+        try:
+            raw = self._script(keys=keys, args=[FLEET_MAXLEN, SANDBOX_MAXLEN, *payloads])
+            self.client.incrby(counter_key(self.instance), len(batch))
+        except redis.RedisError as e:  # live view degrades; history in the database stays complete
+            log.warning("%d events not published live (Redis): %s", len(batch), e)
+            return []
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
+
+
+_installed: dict[str, EventBus] = {}
+
+
+def install(bus: EventBus) -> None:
+    """Make `bus` the one that recorded events go to after their session commits (one per process)."""
+    _installed["bus"] = bus
+
+
+def pending(session: Session) -> list[tuple[str, str, dict[str, Any]]]:
+    return session.info.setdefault(PENDING, [])  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "after_commit")
+def _emit_after_commit(session: Session) -> None:
+    items = session.info.pop(PENDING, None)
+    if not items:
+        return
+    bus = _installed.get("bus")
+    if bus is not None:
+        bus.emit(items)
+        return
+    bind = session.get_bind()  # no bus in this process (a script, a unit test): history only
+    with Session(bind) as history:
+        history.add_all(Event(sandbox_id=s, kind=k, data=d) for s, k, d in items)
+        history.commit()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING, None)

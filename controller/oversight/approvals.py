@@ -1,0 +1,286 @@
+"""The central approval queue: who may decide, votes and quorum, compare-and-set decisions, deadlines.
+
+A decision is final. Deciding runs in a write session, so two approvers racing are serialised and the second
+finds the item decided (a 409 naming who decided). One deny decides at once; approvals count towards the
+quorum, one vote per person; the sandbox's owner (the requester) never approves their own agent's action.
+What the decision means outside the database (unpause, stop) is returned as effects for the caller to apply
+after commit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from controller.errors import Conflict, Forbidden, Invalid, NotFound
+from controller.events.store import record
+from controller.models import Role, Sandbox, User, utcnow
+from controller.oversight import audit
+from controller.oversight.models import (
+    Action,
+    ActionStatus,
+    Approval,
+    ApprovalKind,
+    ApprovalStatus,
+    DecisionRequest,
+    Grant,
+    GrantScope,
+    Vote,
+)
+
+SCOPE_ROLE = {GrantScope.sandbox: Role.approver, GrantScope.template: Role.operator, GrantScope.fleet: Role.admin}
+
+
+@dataclass
+class Decided:
+    approval: Approval
+    effects: list[tuple[str, str]] = field(default_factory=list)
+    grant: Grant | None = None
+    final: bool = True
+    brokered: list[int] = field(default_factory=list)
+
+
+def get_approval(session: Session, approval_id: int) -> Approval:
+    approval = session.get(Approval, approval_id)
+    if approval is None:
+        raise NotFound(f"no approval {approval_id}; `fleetgate approvals` lists the pending ones")
+    return approval
+
+
+def may_decide(user: User, approval: Approval) -> str | None:
+    """Why `user` may not decide `approval`, or None when they may."""
+    role = Role(user.role)
+    if not role.includes(Role.approver):
+        return f"deciding needs the approver role; {user.name} is {role.value}"
+    if not approval.approvers:
+        return None
+    for entry in approval.approvers:
+        if entry.startswith("user:") and entry[5:] == user.name:
+            return None
+        if entry in Role.__members__ and role.includes(Role(entry)):
+            return None
+    return f"this approval needs one of {', '.join(approval.approvers)}; {user.name} is {role.value}"
+
+
+def decide(session: Session, *, approval_id: int, user: User, request: DecisionRequest, via: str = "api") -> Decided:
+    """Record `user`'s decision; settles the approval when it denies or completes the quorum."""
+    approval = get_approval(session, approval_id)
+    if approval.status != ApprovalStatus.pending:
+        who = ", ".join(approval.decided_by) or "its deadline"
+        raise Conflict(f"approval {approval_id} is already {approval.status.value} (by {who}); decisions are final")
+    refusal = may_decide(user, approval)
+    if refusal:
+        raise Forbidden(refusal)
+    approve = request.decision == "approve"
+    if approve and approval.requester_id is not None and approval.requester_id == user.id:
+        raise Forbidden("you started this sandbox, so you cannot approve its actions; another approver must")
+    if request.remember is not None:
+        _check_remember(user, approval, request.remember, approve)
+    if request.args is not None and approval.kind != ApprovalKind.action:
+        raise Invalid("only action approvals take edited args")
+    if session.exec(select(Vote).where(Vote.approval_id == approval_id, Vote.user_id == user.id)).first():
+        raise Conflict(f"{user.name} has voted on approval {approval_id} already; a person counts once")
+    assert user.id is not None
+    session.add(
+        Vote(
+            approval_id=approval_id,
+            user_id=user.id,
+            user=user.name,
+            decision=request.decision,
+            message=request.message,
+            args=request.args,
+            via=via,
+        )
+    )
+    session.flush()
+    audit.append(
+        session,
+        actor=user.name,
+        event="approval.voted",
+        subject=f"approval:{approval_id}",
+        decision=request.decision,
+        message=request.message,
+        args=request.args,
+        via=via,
+    )
+    approvals = session.exec(select(Vote).where(Vote.approval_id == approval_id, Vote.decision == "approve")).all()
+    if approve and len(approvals) < approval.quorum:
+        return Decided(approval, final=False)
+    status = ApprovalStatus.approved if approve else ApprovalStatus.denied
+    voters = [v.user for v in approvals] if approve else [user.name]
+    settled = settle(session, approval, status, voters=voters, message=request.message, args=_edited(approvals))
+    if approve and request.remember is not None:
+        settled.grant = remember(session, approval=approval, scope=request.remember, user=user)
+    return settled
+
+
+def _edited(votes: list[Vote] | Any) -> dict[str, Any] | None:
+    return next((v.args for v in votes if v.args is not None), None)
+
+
+def _check_remember(user: User, approval: Approval, scope: GrantScope, approve: bool) -> None:
+    if not approve:
+        raise Invalid("remember goes with approve: a grant allows, it never denies")
+    if approval.kind != ApprovalKind.action:
+        raise Invalid("only action approvals can be remembered")
+    if not approval.rememberable:
+        raise Invalid("the policy rule that asked says this kind of action must be approved every time")
+    if not Role(user.role).includes(SCOPE_ROLE[scope]):
+        raise Forbidden(f"a {scope.value}-wide grant needs the {SCOPE_ROLE[scope].value} role")
+
+
+def settle(
+    session: Session,
+    approval: Approval,
+    status: ApprovalStatus,
+    *,
+    voters: list[str],
+    message: str | None = None,
+    args: dict[str, Any] | None = None,
+) -> Decided:
+    """Close the approval with compare-and-set and carry the outcome to its action and sandbox."""
+    won = session.execute(
+        sa.update(Approval)
+        .where(col(Approval.id) == approval.id, col(Approval.status) == ApprovalStatus.pending)
+        .values(status=status, decided_at=utcnow(), decided_by=voters, message=message, args=args)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"approval {approval.id} was decided by someone else a moment ago")
+    session.refresh(approval)
+    decided = Decided(approval)
+    record(
+        session,
+        approval.sandbox_id,
+        "approval",
+        approval_id=approval.id,
+        kind=approval.kind.value,
+        status=status.value,
+        summary=approval.summary,
+        decided_by=voters,
+        message=message,
+    )
+    if approval.kind == ApprovalKind.action and approval.action_id is not None:
+        action = _carry_to_action(session, approval)
+        if action.brokered and action.status == ActionStatus.allowed:
+            decided.brokered.append(action.id or 0)
+    elif approval.kind == ApprovalKind.escalation:
+        decided.effects.append(("resume" if status == ApprovalStatus.approved else "stop", approval.sandbox_id))
+    elif approval.kind == ApprovalKind.checkpoint and status != ApprovalStatus.approved:
+        decided.effects.append(("stop", approval.sandbox_id))
+    audit.append(
+        session,
+        actor=", ".join(voters) or "system",
+        event=f"approval.{status.value}",
+        subject=f"approval:{approval.id}",
+        kind=approval.kind.value,
+        message=message,
+        args=args,
+    )
+    return decided
+
+
+def _carry_to_action(session: Session, approval: Approval) -> Action:
+    action = session.get(Action, approval.action_id)
+    assert action is not None
+    allowed = approval.status == ApprovalStatus.approved or (
+        approval.status == ApprovalStatus.expired and approval.on_timeout == "allow"
+    )
+    action.status = ActionStatus.allowed if allowed else ActionStatus.denied
+    action.decided_at = utcnow()
+    if approval.status == ApprovalStatus.expired:
+        action.decided_by = "timeout"
+        action.decision = {**action.decision, "timeout": True, "on_timeout": approval.on_timeout}
+    else:
+        action.decided_by = "person"
+        action.decision = {**action.decision, "people": approval.decided_by}
+    if allowed:
+        action.final_args = approval.args
+        action.broker_status = "queued" if action.brokered else None
+    else:
+        action.message = approval.message or (
+            "no one decided in time" if approval.status == ApprovalStatus.expired else "denied by an approver"
+        )
+    session.add(action)
+    record(
+        session,
+        action.sandbox_id,
+        "action",
+        action_id=action.id,
+        tool=action.tool,
+        args=action.args,
+        status=action.status.value,
+        decided_by=action.decided_by,
+        reason=action.decision.get("reason"),
+    )
+    audit.append(
+        session,
+        actor=", ".join(approval.decided_by) or "system",
+        event="action.decided",
+        subject=f"action:{action.id}",
+        status=action.status.value,
+        decided_by=action.decided_by,
+        final_args=action.final_args,
+        message=action.message,
+    )
+    return action
+
+
+def remember(session: Session, *, approval: Approval, scope: GrantScope, user: User) -> Grant:
+    """Save the approval as a grant: the same action in `scope` is allowed from now on."""
+    action = session.get(Action, approval.action_id)
+    sandbox = session.get(Sandbox, approval.sandbox_id)
+    assert action is not None
+    assert sandbox is not None
+    ref = {GrantScope.sandbox: sandbox.id, GrantScope.template: str(sandbox.template_id or ""), GrantScope.fleet: None}
+    if scope == GrantScope.template and sandbox.template_id is None:
+        raise Invalid("this sandbox was not made from a template; remember it for the sandbox or the fleet")
+    grant = Grant(
+        scope=scope,
+        scope_ref=ref[scope],
+        tool=action.tool,
+        match=grant_match(action),
+        created_by=user.name,
+        approval_id=approval.id,
+    )
+    session.add(grant)
+    session.flush()
+    audit.append(
+        session,
+        actor=user.name,
+        event="grant.created",
+        subject=f"grant:{grant.id}",
+        scope=scope.value,
+        scope_ref=grant.scope_ref,
+        tool=grant.tool,
+        match=grant.match,
+    )
+    return grant
+
+
+def grant_match(action: Action) -> dict[str, Any]:
+    """Matchers for exactly this action: the same shell segments, or the same argument values."""
+    if action.tool == "shell":
+        # Exact segment texts, never globs: a grant for `rm *.pyc` must not cover `rm -rf /x.pyc`.
+        segments = [s.get("command") for s in action.verdict.get("segments", []) if s.get("command")]
+        return {"args": {"command": {"in": segments or [str(action.args.get("command", ""))]}}}
+    return {"args": {key: {"in": [value]} for key, value in action.args.items()}}
+
+
+def expire_due(session: Session) -> list[Decided]:
+    """Apply the default outcome to every pending approval whose deadline has passed."""
+    due = session.exec(
+        select(Approval).where(Approval.status == ApprovalStatus.pending, col(Approval.deadline) < utcnow())
+    ).all()
+    return [settle(session, approval, ApprovalStatus.expired, voters=[]) for approval in due]
+
+
+def describe(approval: Approval) -> str:
+    return f"{approval.kind.value} {approval.id} of {approval.sandbox_id}: {approval.summary}"
+
+
+def summary_payload(approval: Approval) -> dict[str, Any]:
+    return json.loads(approval.model_dump_json())  # type: ignore[no-any-return]

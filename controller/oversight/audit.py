@@ -1,0 +1,140 @@
+"""The audit log: append-only and hash-chained, so an edited or deleted row is found and named.
+
+Each entry's hash covers its id, time, actor, event, subject, data and the previous entry's hash. Appends must
+run in a `write_session` (SQLite) or take the advisory lock (PostgreSQL), so the chain has one head at a time.
+Ids are never reused, so a deleted row shows as a gap even where the chain is re-stitched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from controller.oversight.models import AuditEntry
+
+GENESIS = "0" * 64
+_PG_AUDIT_LOCK = 0x61756469  # "audi"
+
+
+def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
+    body = {
+        "id": entry.id,
+        "created_at": entry.created_at.isoformat(),
+        "actor": entry.actor,
+        "event": entry.event,
+        "subject": entry.subject,
+        "data": entry.data,
+        "prev": prev_hash,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def append(session: Session, *, actor: str, event: str, subject: str = "", **data: Any) -> AuditEntry:
+    """Add one entry at the head of the chain (in the caller's write transaction)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    head = session.exec(select(AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1)).first()
+    placeholder = "pending:" + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:50]
+    entry = AuditEntry(
+        actor=actor, event=event, subject=subject, data=_jsonable(data), prev_hash=head or GENESIS, hash=placeholder
+    )
+    session.add(entry)
+    session.flush()  # assigns the id the hash covers
+    entry.hash = entry_hash(entry, entry.prev_hash)
+    session.add(entry)
+    return entry
+
+
+def record_event(engine: Engine, *, actor: str, event: str, subject: str = "", **data: Any) -> None:
+    """Append one entry in a transaction of its own (for changes whose own work is already committed)."""
+    from controller.db import write_session
+
+    with write_session(engine) as session:
+        append(session, actor=actor, event=event, subject=subject, **data)
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
+
+
+@dataclass
+class Problem:
+    entry_id: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"audit row {self.entry_id}: {self.what}"
+
+
+@dataclass
+class Verification:
+    ok: bool
+    checked: int
+    problems: list[Problem]
+    head: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "head": self.head,
+            "problems": [{"id": p.entry_id, "problem": p.what} for p in self.problems],
+        }
+
+
+def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
+    last = 0
+    while True:
+        rows = session.exec(
+            select(AuditEntry).where(col(AuditEntry.id) > last).order_by(col(AuditEntry.id)).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id or last
+
+
+def verify(session: Session, *, limit: int = 20) -> Verification:
+    """Walk the whole chain; name every edited row and every missing one (up to `limit` problems)."""
+    problems: list[Problem] = []
+    prev_hash, prev_id, checked = GENESIS, 0, 0
+    for entry in _rows(session):
+        assert entry.id is not None
+        checked += 1
+        if entry.id != prev_id + 1:
+            missing = f"{prev_id + 1}" if entry.id == prev_id + 2 else f"{prev_id + 1}..{entry.id - 1}"
+            problems.append(Problem(entry.id, f"rows {missing} before it were deleted"))
+        elif entry.prev_hash != prev_hash:
+            problems.append(Problem(entry.id, "its link to the previous row was changed"))
+        if entry_hash(entry, entry.prev_hash) != entry.hash:
+            problems.append(Problem(entry.id, "its content was changed after it was written"))
+        prev_hash, prev_id = entry.hash, entry.id
+        if len(problems) >= limit:
+            break
+    return Verification(ok=not problems, checked=checked, problems=problems, head=prev_hash)
+
+
+def export(session: Session) -> Iterator[str]:
+    """Every entry as one JSON line, oldest first."""
+    for entry in _rows(session):
+        yield json.dumps(
+            {
+                "id": entry.id,
+                "created_at": entry.created_at.isoformat(),
+                "actor": entry.actor,
+                "event": entry.event,
+                "subject": entry.subject,
+                "data": entry.data,
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            },
+            sort_keys=True,
+        )

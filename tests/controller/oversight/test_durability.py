@@ -1,0 +1,191 @@
+"""A waiting agent survives kill -9 of the controller, of the Celery worker and of Redis: the decision still
+reaches it, exactly once. These tests run their own controller on their own Redis server, so they can kill both."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import Controller, free_port, make_controller, remove_instance, wait_for
+from tests.controller.oversight.conftest import agent_script, decide, pending_for
+
+
+class RedisServer:
+    """A real redis-server of the test's own, on its own port, that the test may kill and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.folder)]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, timeout=10, what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        server.kill()
+
+
+@pytest.fixture
+def own_controller(
+    tmp_path: Path, own_redis: RedisServer, docker_client: Any, python_image: str
+) -> Iterator[Controller]:
+    ctl = make_controller(tmp_path / "ctl", own_redis.url, FLEETGATE_POOL_SIZE="0", FLEETGATE_APPROVAL_SWEEP_S="1")
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop(signal.SIGTERM)
+        remove_instance(docker_client, lambda inst: inst == ctl.instance)
+
+
+class SandboxAgent:
+    """The agent runs as the sandbox's own command (under the in-sandbox supervisor), so it lives through
+    anything that happens to the controller; its output is read back from the controller's logs."""
+
+    def __init__(self, controller: Controller, sandbox_id: str) -> None:
+        self.controller = controller
+        self.sandbox_id = sandbox_id
+
+    def output(self) -> list[list[Any]]:
+        with self.controller.http("admin") as admin:
+            items = admin.get(f"/api/v1/sandboxes/{self.sandbox_id}/logs").json()["items"]
+        return [json.loads(i["line"]) for i in items if i["stream"] == "stdout"]
+
+    def wait_output(self, count: int = 1, timeout: float = 60) -> list[list[Any]]:
+        return wait_for(lambda: len(o := self.output()) >= count and o, timeout=timeout, what="the agent's output")
+
+
+@pytest.fixture
+def waiting_agent(
+    own_controller: Controller,
+) -> Iterator[Callable[[dict[str, Any]], tuple[SandboxAgent, dict[str, Any]]]]:
+    """A sandbox of the own controller whose agent is waiting on an `ask`."""
+    body = "try:\n    say('got', sdk.gate('deploy', {'v': 1}))\nexcept sdk.Denied as e:\n    say('denied', e.message)\n"
+    with own_controller.http("operator") as operator:
+
+        def start(policy: dict[str, Any]) -> tuple[SandboxAgent, dict[str, Any]]:
+            response = operator.post(
+                "/api/v1/sandboxes",
+                json={
+                    "image": "fleetgate/python:latest",
+                    "policy": policy,
+                    "command": ["python3", "-c", agent_script(body)],
+                },
+            )
+            assert response.status_code == 201, response.text
+            sandbox_id = response.json()["id"]
+            with own_controller.http("admin") as admin:
+                return SandboxAgent(own_controller, sandbox_id), pending_for(admin, sandbox_id)
+
+        yield start
+
+
+ASK = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
+
+
+def delivered_count(controller: Controller, action_id: int) -> int:
+    with controller.http("admin") as admin:
+        entries = admin.get("/api/v1/audit", params={"subject": f"action:{action_id}", "event": "action.delivered"})
+    return len(entries.json()["items"])
+
+
+def test_agent_resumes_after_the_controller_is_killed(own_controller: Controller, waiting_agent: Any) -> None:
+    agent, item = waiting_agent(ASK)
+    assert own_controller.proc is not None
+    own_controller.proc.send_signal(signal.SIGKILL)
+    own_controller.proc.wait(10)
+    own_controller.proc = None
+    time.sleep(3)  # the agent's long-poll broke; it keeps asking
+    own_controller.start()
+    assert agent.output() == []  # still waiting
+    with own_controller.http("admin") as admin:
+        assert decide(admin, item["id"], decision="approve").status_code == 200
+    assert agent.wait_output() == [["got", {"v": 1}]]
+    assert delivered_count(own_controller, item["action_id"]) == 1
+
+
+def test_agent_resumes_after_the_worker_is_killed_and_deadlines_still_apply(
+    own_controller: Controller, waiting_agent: Any
+) -> None:
+    worker_pid = int((own_controller.home / "run" / "worker.pid").read_text())
+    agent, _ = waiting_agent({"default": "allow", "rules": [{"tool": "deploy", "decision": "ask", "timeout_s": 4}]})
+    os.kill(worker_pid, signal.SIGKILL)
+    # Nobody decides: the deadline passes while the worker is dead; the restarted worker applies the default.
+    assert agent.wait_output() == [["denied", "no one decided in time"]]
+    new_pid = int((own_controller.home / "run" / "worker.pid").read_text())
+    assert new_pid != worker_pid
+    second, item2 = waiting_agent(ASK)
+    with own_controller.http("admin") as admin:
+        decide(admin, item2["id"], decision="approve")
+    assert second.wait_output() == [["got", {"v": 1}]]
+
+
+def test_agent_resumes_while_redis_is_down_and_after_it_is_back(
+    own_controller: Controller, own_redis: RedisServer, waiting_agent: Any
+) -> None:
+    agent, item = waiting_agent(ASK)
+    own_redis.kill()
+    with own_controller.http("admin") as admin:
+        started = time.monotonic()
+        assert decide(admin, item["id"], decision="approve").status_code == 200
+        assert agent.wait_output(timeout=30) == [["got", {"v": 1}]]
+        assert time.monotonic() - started < 10  # found by polling the database
+        own_redis.start()
+        second, item2 = waiting_agent(ASK)
+        decide(admin, item2["id"], decision="approve")
+        assert second.wait_output() == [["got", {"v": 1}]]
+    assert delivered_count(own_controller, item["action_id"]) == 1
+
+
+def test_killed_controller_leaves_no_orphan_worker(own_controller: Controller) -> None:
+    worker_pid = int((own_controller.home / "run" / "worker.pid").read_text())
+    assert own_controller.proc is not None
+    own_controller.proc.send_signal(signal.SIGKILL)
+    own_controller.proc.wait(10)
+    own_controller.proc = None
+
+    def gone() -> bool:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, timeout=30, what="the worker to exit with its controller")
+    own_controller.start()
+    own_controller.restart()
+    httpx.get(f"{own_controller.url}/healthz").raise_for_status()
