@@ -162,7 +162,7 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     preflight(fleet)
     sock = gateway_socket(settings.gateway_socket)
     api = _Server(uvicorn.Config(create_app(fleet), host=settings.host, port=settings.port, log_level="warning"))
-    gateway = _Server(uvicorn.Config(create_gateway(fleet), log_level="warning", lifespan="off"))
+    gateway = _Server(uvicorn.Config(create_gateway(fleet), log_level="warning"))
     worker = WorkerSupervisor(settings) if with_worker else None
     if worker is not None:
         worker.start()

@@ -8,6 +8,7 @@ at the start).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -40,12 +41,14 @@ def free_port() -> int:
 
 def remove_instance(client: Any, match: Any) -> None:
     """Remove every container and volume whose instance label satisfies `match`."""
-    for c in client.containers.list(all=True, filters={"label": LABEL_INSTANCE}):
+    for c in client.containers.list(all=True, filters={"label": LABEL_INSTANCE}, ignore_removed=True):
         if match(c.labels.get(LABEL_INSTANCE, "")):
-            c.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
     for v in client.volumes.list(filters={"label": LABEL_INSTANCE}):
         if match((v.attrs.get("Labels") or {}).get(LABEL_INSTANCE, "")):
-            v.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                v.remove(force=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
@@ -28,6 +30,7 @@ from controller.oversight.models import (
 from controller.oversight.queue import after_decision
 
 router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
+STATUS_FILTER = "^(|all|" + "|".join(s.value for s in ApprovalStatus) + ")$"
 
 
 class VotePublic(BaseModel):
@@ -62,55 +65,65 @@ class ApprovalPublic(BaseModel):
     action: dict[str, Any] | None = None
 
 
-def to_public(approval: Approval, votes: list[Vote], action: Action | None) -> ApprovalPublic:
-    return ApprovalPublic(
-        **approval.model_dump(exclude={"requester_id"}),
-        votes=[VotePublic(**v.model_dump()) for v in votes],
-        action=None
-        if action is None
-        else {
-            "id": action.id,
-            "tool": action.tool,
-            "args": action.args,
-            "risk": action.risk,
-            "reason": action.verdict.get("reason"),
-            "status": action.status.value,
-        },
-    )
+_FIELDS = [name for name in ApprovalPublic.model_fields if name not in ("votes", "action")]
 
 
-def publish(session: Session, approvals: list[Approval]) -> list[ApprovalPublic]:
-    """Public views of many approvals with two queries in all (the queue is listed often and may be long)."""
-    ids = [a.id for a in approvals]
-    votes: dict[int, list[Vote]] = defaultdict(list)
-    for vote in session.exec(select(Vote).where(col(Vote.approval_id).in_(ids)).order_by(col(Vote.id))):
-        votes[vote.approval_id].append(vote)
+_VOTE_COLUMNS: tuple[Any, ...] = (Vote.approval_id, Vote.user, Vote.decision, Vote.message, Vote.via, Vote.created_at)
+_ACTION_COLUMNS: tuple[Any, ...] = (
+    Action.id,
+    Action.tool,
+    Action.args,
+    Action.risk,
+    Action.status,
+    col(Action.verdict)["reason"].as_string().label("reason"),
+)
+
+
+def publish(session: Session, approvals: Sequence[Any]) -> list[dict[str, Any]]:
+    """Public views of many approvals: three queries in all, plain rows, no per-item objects (the queue may be
+    listed with a thousand items, and often)."""
+    votes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    query = sa.select(*_VOTE_COLUMNS).where(col(Vote.approval_id).in_([a.id for a in approvals])).order_by(col(Vote.id))
+    for approval_id, *vote in session.execute(query):
+        votes[approval_id].append(dict(zip(("user", "decision", "message", "via", "created_at"), vote, strict=True)))
     action_ids = [a.action_id for a in approvals if a.action_id is not None]
-    actions = {a.id: a for a in session.exec(select(Action).where(col(Action.id).in_(action_ids)))}
-    return [to_public(a, votes[a.id or 0], actions.get(a.action_id)) for a in approvals]
+    actions = {
+        row.id: {**row._asdict(), "status": str(row.status)}
+        for row in session.execute(sa.select(*_ACTION_COLUMNS).where(col(Action.id).in_(action_ids)))
+    }
+    views = []
+    for approval in approvals:
+        view: dict[str, Any] = {name: getattr(approval, name) for name in _FIELDS}
+        view["votes"] = votes[approval.id or 0]
+        view["action"] = actions.get(approval.action_id)
+        views.append(view)
+    return views
 
 
 @router.get("", response_model=dict[str, Any])
 def list_approvals(
     _: Viewer,
     session: SessionDep,
-    status: ApprovalStatus | None = ApprovalStatus.pending,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(|all|pending|approved|denied|expired|cancelled)$", description="empty or all: every status"),
+    ] = "pending",
     kind: ApprovalKind | None = None,
     sandbox: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     before: Annotated[int | None, Query(ge=1, description="only items older than this id (paging)")] = None,
 ) -> dict[str, Any]:
     """The queue for the whole fleet, newest first; `status=` (empty) lists every status."""
-    query = select(Approval)
-    if status is not None:
-        query = query.where(Approval.status == status)
+    query = sa.select(*(getattr(Approval, name) for name in _FIELDS))
+    if status and status != "all":
+        query = query.where(col(Approval.status) == ApprovalStatus(status))
     if kind is not None:
-        query = query.where(Approval.kind == kind)
+        query = query.where(col(Approval.kind) == kind)
     if sandbox:
-        query = query.where(Approval.sandbox_id == sandbox)
+        query = query.where(col(Approval.sandbox_id) == sandbox)
     if before is not None:
         query = query.where(col(Approval.id) < before)
-    rows = list(session.exec(query.order_by(col(Approval.id).desc()).limit(limit + 1)))
+    rows = list(session.execute(query.order_by(col(Approval.id).desc()).limit(limit + 1)))
     total = session.exec(select(func.count()).select_from(Approval).where(Approval.status == ApprovalStatus.pending))
     more = len(rows) > limit
     return {
@@ -121,7 +134,7 @@ def list_approvals(
 
 
 @router.get("/{approval_id}", response_model=ApprovalPublic)
-def get_one(approval_id: int, _: Viewer, session: SessionDep) -> ApprovalPublic:
+def get_one(approval_id: int, _: Viewer, session: SessionDep) -> dict[str, Any]:
     return publish(session, [get_approval(session, approval_id)])[0]
 
 
@@ -142,7 +155,7 @@ def decision(
 
 
 @router.post("/{approval_id}/take", response_model=ApprovalPublic)
-def take(approval_id: int, user: Approver, session: WriteSessionDep) -> ApprovalPublic:
+def take(approval_id: int, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
     """Assign a pending item (an escalation, say) to yourself, so others see someone is on it."""
     approval = get_approval(session, approval_id)
     if approval.status != ApprovalStatus.pending:

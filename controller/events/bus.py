@@ -10,8 +10,11 @@ it commits (nothing is published for a transaction that rolls back).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -53,11 +56,62 @@ def counter_key(instance: str) -> str:
 
 
 class EventBus:
-    def __init__(self, client: redis.Redis, engine: Engine, instance: str) -> None:
+    """Publishes events from a background thread in batches, so no request waits on Redis or a second write.
+
+    `submit` queues (blocking when `capacity` events are waiting: back-pressure, never unbounded memory);
+    the publisher drains whatever is queued, waits at most `linger_s` for more, and emits the batch.
+    """
+
+    def __init__(
+        self, client: redis.Redis, engine: Engine, instance: str, *, capacity: int = 100_000, linger_s: float = 0.002
+    ) -> None:
         self.client = client
         self.engine = engine
         self.instance = instance
         self._script = client.register_script(_XADD_BOTH)
+        self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue(maxsize=capacity)
+        self._linger_s = linger_s
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Queue events for publishing (returns at once unless the queue is full)."""
+        self._ensure_thread()
+        for item in items:
+            self._queue.put(item)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is published; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fleetgate-events", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush, 5.0)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.monotonic() + self._linger_s
+            while len(batch) < 2000:
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            try:
+                self.emit(batch)
+            except Exception:  # a database hiccup must not kill the publisher; the batch is logged and dropped
+                log.exception("%d events could not be kept", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     def emit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Event]:
         """Publish (sandbox_id, kind, data) events live, then keep them; returns the stored rows."""
@@ -106,7 +160,7 @@ def _emit_after_commit(session: Session) -> None:
         return
     bus = _installed.get("bus")
     if bus is not None:
-        bus.emit(items)
+        bus.submit(items)
         return
     bind = session.get_bind()  # no bus in this process (a script, a unit test): history only
     with Session(bind) as history:

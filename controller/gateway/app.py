@@ -103,7 +103,7 @@ def create_gateway(fleet: Fleet) -> FastAPI:
     @app.post(prefix + "/output")
     async def output(sandbox: CurrentSandbox, body: OutputBatch) -> dict[str, int]:
         items = [(sandbox.id, item.stream, {"line": item.line, "ts": item.ts}) for item in body.lines]
-        await run_in_threadpool(fleet.bus.emit, items)
+        await run_in_threadpool(fleet.bus.submit, items)  # blocks only when the publisher is far behind
         return {"accepted": len(items)}
 
     @app.post(prefix + "/exit")
@@ -113,8 +113,7 @@ def create_gateway(fleet: Fleet) -> FastAPI:
         if sandbox.status == SandboxStatus.running:
             sandbox.status = SandboxStatus.exited
         record(session, sandbox.id, "agent", state="exited", exit_code=body.exit_code)
-        session.add(sandbox)
-        session.commit()
+        fleet.sandboxes.save_ended(session, sandbox, "the agent's command exited")
         return {"status": sandbox.status}
 
     @app.post(prefix + "/log")

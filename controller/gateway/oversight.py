@@ -12,13 +12,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
 
+from controller.auth import bearer
 from controller.db import write_session
 from controller.errors import NotFound
 from controller.fleet import Fleet
-from controller.gateway.auth import CurrentSandbox
-from controller.models import Sandbox, utcnow
+from controller.gateway.auth import CurrentSandbox, sandbox_for_token
+from controller.models import SANDBOX_ID_PATTERN, Sandbox, utcnow
 from controller.oversight import audit
 from controller.oversight.approvals import get_approval
 from controller.oversight.brokers import broker_for
@@ -60,19 +63,23 @@ def fleet_of(request: Request) -> Fleet:
 
 
 @router.post("/actions")
-async def propose(sandbox: CurrentSandbox, body: Proposal, request: Request) -> dict[str, Any]:
-    """Evaluate a proposed action; allowed and denied answer at once, `pending` means wait on the action."""
+async def propose(
+    sandbox_id: Annotated[str, Path(pattern=SANDBOX_ID_PATTERN)], body: Proposal, request: Request
+) -> dict[str, Any]:
+    """Evaluate a proposed action; allowed and denied answer at once, `pending` means wait on the action.
+
+    The hot path of every agent: the token is checked inside the one write transaction that decides and records.
+    """
     fleet = fleet_of(request)
     if body.brokered:
         broker_for(body.tool)
-    return await run_in_threadpool(_propose, fleet, sandbox.id, body)
+    return await run_in_threadpool(_propose, fleet, sandbox_id, body, bearer(request))
 
 
-def _propose(fleet: Fleet, sandbox_id: str, body: Proposal) -> dict[str, Any]:
+def _propose(fleet: Fleet, sandbox_id: str, body: Proposal, secret: str) -> dict[str, Any]:
     escalation: Approval | None = None
     with write_session(fleet.engine) as session:
-        sandbox = session.get(Sandbox, sandbox_id)
-        assert sandbox is not None
+        sandbox = sandbox_for_token(session=session, secret=secret, sandbox_id=sandbox_id)
         outcome: GateOutcome = gate(
             session,
             sandbox=sandbox,
@@ -95,10 +102,10 @@ def _propose(fleet: Fleet, sandbox_id: str, body: Proposal) -> dict[str, Any]:
     return reply
 
 
-@router.get("/actions/{action_id}")
+@router.get("/actions/{action_id}", response_model=None)
 async def action_state(
     sandbox: CurrentSandbox, action_id: Annotated[int, Path(ge=1)], request: Request, wait_s: WaitS = 0
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     """The action's decision; with `wait_s`, wait up to that long for a pending one to be decided."""
     fleet = fleet_of(request)
     deadline = time.monotonic() + wait_s
@@ -108,9 +115,11 @@ async def action_state(
         if not _unsettled(action) or remaining <= 0:
             break
         await request.app.state.waiter.wait(f"action:{action_id}", remaining)
+    reply = GateOutcome(action).reply()
     if not _unsettled(action) and action.delivered_at is None:
-        await run_in_threadpool(_mark_delivered, fleet, action_id)
-    return GateOutcome(action).reply()
+        # Recorded after the agent has its answer: the mark is for the audit, not on the agent's path.
+        return JSONResponse(reply, background=BackgroundTask(_mark_delivered, fleet, action_id))
+    return reply
 
 
 def _unsettled(action: Action) -> bool:

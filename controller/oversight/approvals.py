@@ -194,6 +194,9 @@ def _carry_to_action(session: Session, approval: Approval) -> Action:
     if approval.status == ApprovalStatus.expired:
         action.decided_by = "timeout"
         action.decision = {**action.decision, "timeout": True, "on_timeout": approval.on_timeout}
+    elif approval.status == ApprovalStatus.cancelled:
+        action.decided_by = "cancelled"
+        action.decision = {**action.decision, "cancelled": approval.message}
     else:
         action.decided_by = "person"
         action.decision = {**action.decision, "people": approval.decided_by}
@@ -204,6 +207,8 @@ def _carry_to_action(session: Session, approval: Approval) -> Action:
         action.message = approval.message or (
             "no one decided in time" if approval.status == ApprovalStatus.expired else "denied by an approver"
         )
+        if approval.status == ApprovalStatus.cancelled:
+            action.message = f"cancelled: {approval.message}"
     session.add(action)
     record(
         session,
@@ -268,6 +273,14 @@ def grant_match(action: Action) -> dict[str, Any]:
         segments = [s.get("command") for s in action.verdict.get("segments", []) if s.get("command")]
         return {"args": {"command": {"in": segments or [str(action.args.get("command", ""))]}}}
     return {"args": {key: {"in": [value]} for key, value in action.args.items()}}
+
+
+def cancel_for_sandbox(session: Session, sandbox_id: str, *, reason: str) -> list[Decided]:
+    """Cancel a sandbox's pending items when it stops, goes or is removed: nobody is left to act on them."""
+    pending = session.exec(
+        select(Approval).where(Approval.sandbox_id == sandbox_id, Approval.status == ApprovalStatus.pending)
+    ).all()
+    return [settle(session, a, ApprovalStatus.cancelled, voters=[], message=reason) for a in pending]
 
 
 def expire_due(session: Session) -> list[Decided]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +40,17 @@ def append(session: Session, *, actor: str, event: str, subject: str = "", **dat
     """Add one entry at the head of the chain (in the caller's write transaction)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    head = session.exec(select(AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1)).first()
-    placeholder = "pending:" + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:50]
+    head = session.exec(select(AuditEntry.id, AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1)).first()
+    # The caller holds the write lock, so the next id is ours to take; the hash can cover it before the insert.
     entry = AuditEntry(
-        actor=actor, event=event, subject=subject, data=_jsonable(data), prev_hash=head or GENESIS, hash=placeholder
+        id=(head[0] or 0) + 1 if head else 1,
+        actor=actor,
+        event=event,
+        subject=subject,
+        data=_jsonable(data),
+        prev_hash=head[1] if head else GENESIS,
+        hash="",
     )
-    session.add(entry)
-    session.flush()  # assigns the id the hash covers
     entry.hash = entry_hash(entry, entry.prev_hash)
     session.add(entry)
     return entry

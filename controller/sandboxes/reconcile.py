@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from controller.events.store import record
 from controller.models import Sandbox, SandboxStatus, utcnow
+from controller.oversight.approvals import cancel_for_sandbox
 from controller.sandboxes.service import SandboxService
 from controller.sandboxes.spec import LABEL_INSTANCE, LABEL_KIND, LABEL_SANDBOX
 
@@ -111,6 +112,8 @@ def _mark_gone(service: SandboxService, session: Session, row: Sandbox, report: 
         row.finished_at = row.finished_at or utcnow()
         record(session, row.id, "lifecycle", status="gone", source="reconcile")
         session.add(row)
+        session.flush()
+        cancel_for_sandbox(session, row.id, reason="the sandbox's container is gone")
     report.gone.append(row.id)
 
 

@@ -67,5 +67,5 @@ def sample(session: Session, *, hosts: DockerHosts, bus: EventBus, store: redis.
             "pids": int((stats.get("pids_stats") or {}).get("current") or 0),
         }
         events.append((sandbox.id, "resources", data))
-    bus.emit(events)
+    bus.submit(events)
     return len(events)

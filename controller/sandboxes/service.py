@@ -359,7 +359,16 @@ class SandboxService:
         if new in (SandboxStatus.exited, SandboxStatus.gone) and sandbox.finished_at is None:
             sandbox.finished_at = utcnow()
         record(session, sandbox.id, "lifecycle", status=new.value, source="engine", exit_code=exit_code)
+        self.save_ended(session, sandbox, f"the sandbox is {new.value}")
+
+    def save_ended(self, session: Session, sandbox: Sandbox, reason: str) -> None:
+        """Save a sandbox that stopped running; its pending queue items are cancelled, no one is left to act."""
+        from controller.oversight.approvals import cancel_for_sandbox
+
         session.add(sandbox)
+        session.flush()  # the write comes first, so the transaction holds the write lock for what follows
+        if sandbox.status not in (SandboxStatus.running, SandboxStatus.paused):
+            cancel_for_sandbox(session, sandbox.id, reason=reason)
         session.commit()
 
     def find(
@@ -444,8 +453,7 @@ class SandboxService:
             sandbox.status = SandboxStatus.stopped
             sandbox.finished_at = sandbox.finished_at or utcnow()
             record(session, sandbox.id, "lifecycle", status="stopped", source="stop")
-            session.add(sandbox)
-            session.commit()
+            self.save_ended(session, sandbox, "the sandbox was stopped")
         return sandbox
 
     def pause(self, *, session: Session, sandbox_id: str, reason: str) -> Sandbox:
@@ -491,8 +499,7 @@ class SandboxService:
         sandbox.keep_volume = keep
         sandbox.finished_at = sandbox.finished_at or utcnow()
         record(session, sandbox.id, "lifecycle", status="removed", source=reason, volume_kept=keep)
-        session.add(sandbox)
-        session.commit()
+        self.save_ended(session, sandbox, "the sandbox was removed")
         return sandbox
 
     def enqueue(self, task: str, args: list[Any]) -> None:

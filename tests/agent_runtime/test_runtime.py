@@ -81,6 +81,7 @@ class Setup:
     socket: Path
 
     def events(self, kind: str | None = None) -> list[Event]:
+        assert self.fleet.bus.flush(), "the event publisher did not catch up"
         with Session(self.fleet.engine) as session:
             query = select(Event).where(Event.sandbox_id == self.sandbox_id)
             rows = list(session.exec(query.order_by(Event.id)))  # type: ignore[arg-type]

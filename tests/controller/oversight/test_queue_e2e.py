@@ -57,7 +57,11 @@ def test_ask_then_approve_with_edited_args_resumes_the_agent(
     action = admin.get(f"/api/v1/actions/{item['action_id']}").json()
     assert action["decided_by"] == "person"
     assert action["final_args"] == {"env": "staging", "version": 4}
-    assert action["delivered_at"] is not None
+    wait_for(
+        lambda: admin.get(f"/api/v1/actions/{item['action_id']}").json()["delivered_at"],
+        timeout=10,
+        what="the delivery to be recorded",
+    )
 
 
 def test_deny_delivers_the_approvers_message(
@@ -303,3 +307,23 @@ def test_a_remembered_shell_command_covers_exactly_that_command(
     assert item["action"]["args"] == {"command": "rm -rf /workspace/x.pyc"}
     decide(admin, item["id"], decision="deny")
     assert parsed(wider.lines()) == [["no"]]
+
+
+def test_removing_a_sandbox_cancels_its_pending_items(
+    governed: Callable[..., dict[str, Any]],
+    run_agent: Callable[[str, str], AgentRun],
+    admin: httpx.Client,
+    operator: httpx.Client,
+) -> None:
+    sandbox = governed(ASK_DEPLOY)
+    run_agent(sandbox["id"], "sdk.gate('deploy', {})\n")
+    item = pending_for(admin, sandbox["id"])
+    assert operator.delete(f"/api/v1/sandboxes/{sandbox['id']}").status_code == 200
+    settled = admin.get(f"/api/v1/approvals/{item['id']}").json()
+    assert settled["status"] == "cancelled"
+    assert settled["message"] == "the sandbox was removed"
+    action = admin.get(f"/api/v1/actions/{item['action_id']}").json()
+    assert (action["status"], action["decided_by"]) == ("denied", "cancelled")
+    every = admin.get("/api/v1/approvals", params={"status": "", "sandbox": sandbox["id"]}).json()["items"]
+    assert [a["status"] for a in every] == ["cancelled"]
+    assert admin.get("/api/v1/approvals", params={"sandbox": sandbox["id"]}).json()["items"] == []

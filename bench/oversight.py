@@ -1,0 +1,156 @@
+"""Oversight on the hot path, measured end to end in one run:
+
+  gate     an auto-allowed `sdk.gate()` from inside a sandbox, through the runtime socket: median and p99
+  resume   approval propagation: from the moment a decision is POSTed to the moment the waiting agent resumes
+  queue    listing the approval queue with 1,000 pending approvals in it
+
+The agent and the controller share the machine's clock (a container reads the host's), so "resumed at" minus
+"posted at" is a real interval.
+
+    .venv/bin/python bench/oversight.py --gates 2000 --approvals 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import make_controller, remove_instance  # noqa: E402
+
+GATE_SCRIPT = """
+import json, sys, time
+from agent_runtime import sdk
+n = int(sys.argv[1])
+for _ in range(20):
+    sdk.gate("read_file", {"path": "warmup"})
+times = []
+for i in range(n):
+    t = time.perf_counter()
+    sdk.gate("read_file", {"path": "f%d" % i})
+    times.append((time.perf_counter() - t) * 1000)
+print(json.dumps(times))
+"""
+
+RESUME_SCRIPT = """
+import json, sys, time
+from agent_runtime import sdk
+for i in range(int(sys.argv[1])):
+    sdk.gate("deploy", {"n": i})
+    print(json.dumps({"n": i, "resumed": time.time()}), flush=True)
+"""
+
+POLICY = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))], 2)
+
+
+def gate_latency(admin: httpx.Client, operator: httpx.Client, n: int) -> list[float]:
+    sandbox = operator.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest", "policy": POLICY}).json()
+    body = {"command": ["python3", "-c", GATE_SCRIPT, str(n)], "timeout_s": 600}
+    result = admin.post(f"/api/v1/sandboxes/{sandbox['id']}/exec", json=body, timeout=620).json()
+    assert result["exit_code"] == 0, result["stderr"]
+    return [float(x) for x in json.loads(result["stdout"])]
+
+
+def propagation(admin: httpx.Client, operator: httpx.Client, rounds: int) -> list[float]:
+    sandbox = operator.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest", "policy": POLICY}).json()
+    outputs: list[str] = []
+    body = {"command": ["python3", "-c", RESUME_SCRIPT, str(rounds)], "timeout_s": 600}
+
+    def agent() -> None:
+        outputs.append(admin.post(f"/api/v1/sandboxes/{sandbox['id']}/exec", json=body, timeout=620).json()["stdout"])
+
+    thread = threading.Thread(target=agent)
+    thread.start()
+    posted: list[float] = []
+    for _ in range(rounds):
+        item = None
+        while item is None:
+            items = admin.get("/api/v1/approvals", params={"sandbox": sandbox["id"]}).json()["items"]
+            item = items[0] if items else None
+            if item is None:
+                time.sleep(0.01)
+        time.sleep(0.05)  # the agent is parked in its long-poll, as a real one would be
+        posted.append(time.time())
+        assert admin.post(f"/api/v1/approvals/{item['id']}/decision", json={"decision": "approve"}).status_code == 200
+    thread.join()
+    resumed = [json.loads(line)["resumed"] for line in outputs[0].splitlines()]
+    return [(r - p) * 1000 for r, p in zip(resumed, posted, strict=True)]
+
+
+def queue_listing(admin: httpx.Client, operator: httpx.Client, pending: int, home: Path) -> list[float]:
+    """Fill the queue with real pending approvals (gate calls that ask), then time the listing."""
+    sandbox = operator.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest", "policy": POLICY}).json()
+    secret = json.loads((home / "sandboxes" / sandbox["id"] / "sandbox.json").read_text())["token"]
+    transport = httpx.HTTPTransport(uds=str(home / "gateway" / "runtime.sock"))
+    with httpx.Client(transport=transport, base_url="http://gw", headers={"Authorization": f"Bearer {secret}"}) as gw:
+        for i in range(pending):
+            reply = gw.post(f"/runtime/v1/sandboxes/{sandbox['id']}/actions", json={"tool": "deploy", "args": {"n": i}})
+            assert reply.json()["status"] == "pending"
+    times = []
+    for _ in range(30):
+        started = time.perf_counter()
+        page = admin.get("/api/v1/approvals", params={"limit": 1000}).json()
+        times.append((time.perf_counter() - started) * 1000)
+    assert page["pending"] >= pending and len(page["items"]) == 1000
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gates", type=int, default=2000)
+    parser.add_argument("--approvals", type=int, default=30)
+    parser.add_argument("--pending", type=int, default=1000)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "oversight.json")
+    args = parser.parse_args()
+    client = docker.from_env()
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
+        ctl = make_controller(Path(tmp), args.redis_url, FLEETGATE_POOL_SIZE="0")
+        ctl.start()
+        try:
+            with ctl.http("admin") as admin, ctl.http("operator") as operator:
+                gates = gate_latency(admin, operator, args.gates)
+                resume = propagation(admin, operator, args.approvals)
+                listing = queue_listing(admin, operator, args.pending, ctl.home)
+        finally:
+            ctl.stop()
+            remove_instance(client, lambda inst: inst == ctl.instance)
+    rows = {
+        "gate": {"median_ms": pct(gates, 0.5), "p99_ms": pct(gates, 0.99), "runs": len(gates), "goal": "median < 5 ms"},
+        "resume": {"median_ms": pct(resume, 0.5), "p99_ms": pct(resume, 0.99), "runs": len(resume), "goal": "median < 50 ms"},
+        "queue": {"median_ms": pct(listing, 0.5), "p99_ms": pct(listing, 0.99), "runs": len(listing), "goal": "< 100 ms"},
+    }
+    ok = {"gate": rows["gate"]["median_ms"] < 5, "resume": rows["resume"]["median_ms"] < 50, "queue": rows["queue"]["p99_ms"] < 100}
+    labels = {
+        "gate": "auto-allowed sdk.gate() through the socket",
+        "resume": "decision POST -> waiting agent resumes",
+        "queue": f"list the queue with {args.pending} pending (1,000 rows)",
+    }
+    print(f"\n| {'what':<48} | median ms | p99 ms | runs | goal |")
+    print(f"| {'-' * 48} | --------: | -----: | ---: | ---- |")
+    for key, row in rows.items():
+        verdict = "PASS" if ok[key] else "FAIL"
+        print(f"| {labels[key]:<48} | {row['median_ms']:>9} | {row['p99_ms']:>6} | {row['runs']:>4} | {row['goal']}: {verdict} |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
