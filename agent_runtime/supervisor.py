@@ -20,7 +20,7 @@ from agent_runtime.client import CREDENTIALS, Gateway, GatewayError, load_creden
 
 MAX_LINE = 16 * 1024
 BATCH_LINES = 500
-BATCH_WAIT_S = 0.05
+BATCH_WAIT_S = 0.1  # at most ten requests a second per sandbox, however chatty the agent
 _STOP = object()
 
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -24,11 +25,28 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_OPTION = "fleetgate_write"
 
 
+def dump_json(value: Any) -> str:
+    """JSON columns are written with orjson (events are stored by the thousand each second)."""
+    return orjson.dumps(value, default=str).decode()
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for the backend: SQLite gets WAL, a busy timeout and enforced foreign keys."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            json_serializer=dump_json,
+            json_deserializer=orjson.loads,
+        )
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        json_serializer=dump_json,
+        json_deserializer=orjson.loads,
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio.to_thread
 import httpx
 import uvicorn
+import uvloop
 
 from controller.config import Settings
 from controller.db import migrate
@@ -161,14 +162,15 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     fleet = Fleet(settings)
     preflight(fleet)
     sock = gateway_socket(settings.gateway_socket)
-    api = _Server(uvicorn.Config(create_app(fleet), host=settings.host, port=settings.port, log_level="warning"))
-    gateway = _Server(uvicorn.Config(create_gateway(fleet), log_level="warning"))
+    app = create_app(fleet)
+    api = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, http="httptools", log_level="warning"))
+    gateway = _Server(uvicorn.Config(create_gateway(fleet), http="httptools", log_level="warning"))
     worker = WorkerSupervisor(settings) if with_worker else None
     if worker is not None:
         worker.start()
     pid_file(settings).write_text(f"{os.getpid()}\n")
     try:
-        asyncio.run(_serve_both(api, gateway, sock, worker))
+        uvloop.run(_serve_both(api, gateway, sock, worker))
     finally:
         pid_file(settings).unlink(missing_ok=True)
         if worker is not None:

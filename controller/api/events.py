@@ -70,16 +70,22 @@ class EventStream(Response):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
+            await self.frames.aclose()  # type: ignore[attr-defined]
+        if pump.done() and not pump.cancelled() and pump.result():
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # Otherwise the response is left unfinished on purpose: the server then closes the connection, which is
+        # how a dropped (or departed) client is told to reconnect with its Last-Event-ID.
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, send: Send) -> bool:
+        """Send every frame; False if the client stopped taking them (it is dropped)."""
         async for chunk in self.frames:
             message = {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
             try:
                 await asyncio.wait_for(send(message), SEND_TIMEOUT_S)
             except TimeoutError:
                 log.info("dropped a slow event-stream client; it will resume with Last-Event-ID")
-                return
+                return False
+        return True
 
     async def _disconnected(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -123,11 +129,16 @@ async def frames(
             if not batch:
                 yield ": keep-alive\n\n"
                 continue
+            frames_out: list[str] = []
             for raw_id, fields in batch[0][1]:
                 cursor = raw_id.decode()
-                payload = json.loads(fields[b"e"])
-                if kinds is None or payload.get("kind") in kinds:
-                    yield frame(cursor, payload)
+                kind = fields[b"k"].decode()
+                if kinds is None or kind in kinds:
+                    # The payload is already JSON: splice the id in rather than parse and re-encode it.
+                    data = fields[b"e"].decode()
+                    frames_out.append(f'id: {cursor}\nevent: {kind}\ndata: {{"id": "{cursor}", {data[1:]}\n\n')
+            if frames_out:
+                yield "".join(frames_out)
     finally:
         await client.aclose()
 

@@ -21,8 +21,11 @@ out = Console(soft_wrap=True)
 STYLE = {"running": "green", "paused": "yellow", "exited": "dim", "stopped": "dim", "gone": "red", "creating": "cyan"}
 
 
-def events(client: Client, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Parsed SSE events, reconnecting with Last-Event-ID (so nothing is missed across a reconnect)."""
+def events(client: Client, params: dict[str, Any], idle_s: float | None = None) -> Iterator[dict[str, Any]]:
+    """Parsed SSE events, reconnecting with Last-Event-ID (so nothing is missed across a reconnect).
+
+    With `idle_s`, an empty dict is yielded whenever that long passes without an event (keep-alives count).
+    """
     last: str | None = None
     while True:
         headers = {"Last-Event-ID": last} if last else {}
@@ -31,14 +34,14 @@ def events(client: Client, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 if response.status_code >= 400:
                     response.read()
                     fail(f"{response.json().get('detail', response.text)} (HTTP {response.status_code})")
-                for event in parse(response.iter_lines()):
+                for event in parse(response.iter_lines(), idle=idle_s is not None):
                     last = event.get("id", last)
                     yield event
         except httpx.HTTPError:
             time.sleep(1)
 
 
-def parse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+def parse(lines: Iterator[str], idle: bool = False) -> Iterator[dict[str, Any]]:
     data: list[str] = []
     for line in lines:
         if line.startswith("data:"):
@@ -46,6 +49,8 @@ def parse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
         elif not line and data:
             yield json.loads("\n".join(data))
             data = []
+        elif idle and line.startswith(":"):
+            yield {}
 
 
 def follow_logs(client: Client, sandbox_id: str) -> None:
@@ -104,12 +109,17 @@ def watch(interval: float = typer.Option(2.0, help="seconds between full refresh
     client = Client()
     view = FleetView(client)
     view.refresh()
-    stream = events(client, {"kinds": "lifecycle,action,approval,resources", "after": "$"})
+    if not out.is_terminal:  # piped or logged: print a snapshot per interval instead of redrawing in place
+        out.print(view.render())
+    stream = events(client, {"kinds": "lifecycle,action,approval,resources", "after": "$"}, idle_s=interval)
     deadline = time.monotonic() + interval
-    with Live(view.render(), console=out, refresh_per_second=4, screen=False) as live:
+    with Live(view.render(), console=out, refresh_per_second=4, screen=False, auto_refresh=out.is_terminal) as live:
         for event in stream:
-            view.apply(event)
-            if event["kind"] in ("lifecycle", "approval") or time.monotonic() > deadline:
+            if event:
+                view.apply(event)
+            if not event or event["kind"] in ("lifecycle", "approval") or time.monotonic() > deadline:
                 view.refresh()
                 deadline = time.monotonic() + interval
+                if not out.is_terminal:
+                    out.print(view.render())
             live.update(view.render())

@@ -11,7 +11,6 @@ it commits (nothing is published for a transaction that rolls back).
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import queue
 import threading
@@ -19,7 +18,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import redis
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -31,12 +32,14 @@ PENDING = "fleetgate_events"
 FLEET_MAXLEN = 100_000
 SANDBOX_MAXLEN = 10_000
 
-# KEYS[1] = fleet stream, then one sandbox stream per event; ARGV = maxlens, then one JSON payload per event.
+# KEYS[1] = fleet stream, then one sandbox stream per event; ARGV = maxlens, then (kind, JSON payload) per event.
+# The kind rides in its own field so a reader can filter without parsing the payload.
 _XADD_BOTH = """
 local ids = {}
 for i = 2, #KEYS do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], id, 'e', ARGV[i + 1])
+  local k, e = ARGV[2 * i - 1], ARGV[2 * i]
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', k, 'e', e)
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], id, 'k', k, 'e', e)
   ids[#ids + 1] = id
 end
 return ids
@@ -113,27 +116,29 @@ class EventBus:
                 for _ in batch:
                     self._queue.task_done()
 
-    def emit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Event]:
-        """Publish (sandbox_id, kind, data) events live, then keep them; returns the stored rows."""
+    def emit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+        """Publish (sandbox_id, kind, data) events live, then keep them (one INSERT for the batch)."""
         batch = list(items)
         if not batch:
-            return []
-        now = time.time()
-        payloads = [json.dumps({"sandbox_id": s, "kind": k, "data": d, "ts": now}, default=str) for s, k, d in batch]
+            return 0
+        now, stamp = time.time(), utcnow()
+        payloads = [
+            orjson.dumps({"sandbox_id": s, "kind": k, "data": d, "ts": now}, default=str).decode() for s, k, d in batch
+        ]
         ids = self._publish(batch, payloads)
         rows = [
-            Event(sandbox_id=s, kind=k, data=d, stream_id=ids[i] if ids else None, created_at=utcnow())
+            {"sandbox_id": s, "kind": k, "data": d, "stream_id": ids[i] if ids else None, "created_at": stamp}
             for i, (s, k, d) in enumerate(batch)
         ]
-        with Session(self.engine, expire_on_commit=False) as session:
-            session.add_all(rows)
-            session.commit()
-        return rows
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(Event), rows)
+        return len(rows)
 
     def _publish(self, batch: list[tuple[str, str, dict[str, Any]]], payloads: list[str]) -> list[str]:
         keys = [fleet_stream(self.instance), *(sandbox_stream(self.instance, s) for s, _, _ in batch)]
+        args = [arg for (_, kind, _), payload in zip(batch, payloads, strict=True) for arg in (kind, payload)]
         try:
-            raw = self._script(keys=keys, args=[FLEET_MAXLEN, SANDBOX_MAXLEN, *payloads])
+            raw = self._script(keys=keys, args=[FLEET_MAXLEN, SANDBOX_MAXLEN, *args])
             self.client.incrby(counter_key(self.instance), len(batch))
         except redis.RedisError as e:  # live view degrades; history in the database stays complete
             log.warning("%d events not published live (Redis): %s", len(batch), e)
