@@ -25,27 +25,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(sandbox_app, name="sandbox")
-app.add_typer(template_app, name="template")
 token_app = typer.Typer(
     help="API tokens (on the controller's machine, straight to the database).", no_args_is_help=True
 )
 images_app = typer.Typer(help="The sandbox images.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-app.add_typer(images_app, name="images")
-app.add_typer(oversight.grants_app, name="grants")
-app.add_typer(oversight.audit_app, name="audit")
-app.add_typer(policy_app, name="policy")
-for command in (
-    oversight.approvals,
-    oversight.approve,
-    oversight.deny,
-    oversight.actions,
-    oversight.review,
-    demo,
-    watch,
-):
-    app.command()(command)
 out = Console(soft_wrap=True)
 
 
@@ -165,6 +148,19 @@ def images_build(
         refs = build_images(engine.client, base=base, force=force, progress=progress)
     for name, ref in refs.items():
         out.print(f"[green]✓[/] {name}: {ref}")
+
+
+for command in (oversight.approvals, oversight.approve, oversight.deny, oversight.actions, oversight.review):
+    app.command()(command)
+app.command()(watch)
+app.command()(demo)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(template_app, name="template")
+app.add_typer(policy_app, name="policy")
+app.add_typer(oversight.grants_app, name="grants")
+app.add_typer(oversight.audit_app, name="audit")
+app.add_typer(token_app, name="token")
+app.add_typer(images_app, name="images")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
@@ -96,7 +97,10 @@ def decide(session: Session, *, approval_id: int, user: User, request: DecisionR
             via=via,
         )
     )
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as e:  # the same person voting twice at the same moment (PostgreSQL runs both)
+        raise Conflict(f"{user.name} has voted on approval {approval_id} already; a person counts once") from e
     audit.append(
         session,
         actor=user.name,
