@@ -147,10 +147,10 @@ def main() -> int:
         "auto-allowed sdk.gate() through the socket": row(gates, "median < 5 ms", pct(gates, 0.5) < 5),
         "decision POST -> waiting agent resumes": row(resume, "median < 50 ms", pct(resume, 0.5) < 50),
         f"queue with {args.pending} pending: first page (200)": row(
-            listing[200], "< 100 ms", pct(listing[200], 0.99) < 100
+            listing[200], "median < 100 ms", pct(listing[200], 0.5) < 100
         ),
         f"queue with {args.pending} pending: all 1,000 at once": row(
-            listing[1000], "< 100 ms", pct(listing[1000], 0.5) < 100
+            listing[1000], "median < 100 ms", pct(listing[1000], 0.5) < 100
         ),
     }
     print(f"\n| {'what':<52} | median ms | p99 ms | runs | goal |")

@@ -54,6 +54,15 @@ def raw_once(client: Any) -> float:
     return elapsed
 
 
+def exec_only(container: Any) -> float:
+    """`docker exec` alone on an already running container: the floor under every path above."""
+    started = time.perf_counter()
+    code, out = container.exec_run(["echo", "ok"])
+    elapsed = time.perf_counter() - started
+    assert (code, out) == (0, b"ok\n"), (code, out)
+    return elapsed
+
+
 def fleetgate_once(api: httpx.Client, body: dict[str, Any]) -> float:
     started = time.perf_counter()
     created = api.post("/api/v1/sandboxes", json=body)
@@ -102,11 +111,15 @@ def main() -> int:
                 made = api.post("/api/v1/templates", json={"name": TEMPLATE, "image": IMAGE, "pool_size": POOL})
                 assert made.status_code == 201, made.text
                 wait_for_pool(api, POOL)
-                runs: dict[str, list[float]] = {"raw": [], "cold": [], "warm": []}
+                runs: dict[str, list[float]] = {"raw": [], "cold": [], "warm": [], "exec": []}
+                idle = client.containers.run(
+                    IMAGE, ["sleep", "3600"], detach=True, labels={"fleetgate.instance": "bench-raw"}
+                )
                 steps: dict[str, Callable[[], float]] = {
                     "raw": lambda: raw_once(client),
                     "cold": lambda: fleetgate_once(api, {"image": IMAGE}),
                     "warm": lambda: fleetgate_once(api, {"template": TEMPLATE}),
+                    "exec": lambda: exec_only(idle),
                 }
                 for step in steps.values():  # one untimed warm-up each: first-use costs (image probe, SQL)
                     step()
@@ -133,11 +146,13 @@ def print_table(results: dict[str, dict[str, float]], ratio: float) -> None:
         "raw": "baseline",
         "cold": f"<= 1.3x raw: {ratio:.2f}x {'PASS' if ratio <= 1.3 else 'FAIL'}",
         "warm": f"median < 100 ms: {'PASS' if results['warm']['median_ms'] < 100 else 'FAIL'}",
+        "exec": "the floor: exec alone",
     }
     labels = {
         "raw": "raw docker-py create+start+exec",
         "cold": "fleetgate cold (API create + exec)",
         "warm": "fleetgate warm pool (API create + exec)",
+        "exec": "docker exec alone (running container)",
     }
     print(f"\ntime to first command, {results['raw']['runs']} runs each, interleaved\n")
     print(f"| {'path':<40} | median ms | p95 ms | min ms | max ms | goal |")
