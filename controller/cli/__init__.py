@@ -77,7 +77,11 @@ def status() -> None:
     if get_client_settings().token:
         checks = Client().get("/api/v1/status")["checks"]
         for name, value in checks.items():
-            out.print(f"{name}: {value}")
+            if isinstance(value, dict):
+                for host, state in value.items():
+                    out.print(f"{name} ({host}): {state}")
+            else:
+                out.print(f"{name}: {value}")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,21 +47,38 @@ def approvals(
     if as_json:
         print(json.dumps(page["items"], indent=2))
         return
-    table = Table("id", "kind", "status", "sandbox", "risk", "what", "votes", "deadline", box=None)
+    rows = []
     for a in page["items"]:
         votes = f"{sum(v['decision'] == 'approve' for v in a['votes'])}/{a['quorum']}"
-        table.add_row(
-            str(a["id"]),
-            a["kind"],
-            a["status"],
-            a["sandbox_id"],
-            a["risk"],
-            a["summary"][:60],
-            votes,
-            _when(a["deadline"]),
+        what = describe(a["action"]["tool"], a["action"]["args"]) if a["action"] else a["summary"]
+        rows.append(
+            (str(a["id"]), a["kind"], a["status"], a["sandbox_id"], a["risk"], votes, _when(a["deadline"]), what)
         )
-    out.print(table)
+    headers = ("id", "kind", "status", "sandbox", "risk", "votes", "deadline", "what")
+    out.print(_table(headers, rows, squeeze=1))
     out.print(f"{page['pending']} pending")
+
+
+def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, squeeze: int) -> Table:
+    """A table whose first columns never wrap or shrink (ids are copied from them); the last `squeeze` columns
+    share what room is left and end in an ellipsis."""
+    table = Table(*headers, box=None)
+    fixed = [max([len(headers[i]), *(len(r[i]) for r in rows)]) for i in range(len(headers) - squeeze)]
+    for column, width in zip(table.columns, fixed, strict=False):
+        column.no_wrap, column.min_width = True, width
+    room = max(20, out.width - sum(fixed) - 2 * len(headers)) // squeeze
+    for column in table.columns[-squeeze:]:
+        column.no_wrap, column.overflow, column.max_width = True, "ellipsis", room
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def describe(tool: str, args: dict[str, Any]) -> str:
+    """An action in a few words: a shell command as typed, other tools as `tool key=value ...`."""
+    if tool == "shell" and isinstance(args.get("command"), str):
+        return f"$ {args['command']}"
+    return " ".join([tool, *(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in args.items())])
 
 
 def _decide(approval_id: int, body: dict[str, Any]) -> None:
@@ -125,19 +143,19 @@ def actions(
     if as_json:
         print(json.dumps(items, indent=2))
         return
-    table = Table("id", "sandbox", "tool", "args", "status", "by", "why", "review", box=None)
-    for a in items:
-        table.add_row(
+    rows = [
+        (
             str(a["id"]),
             a["sandbox_id"],
-            a["tool"],
-            json.dumps(a["args"])[:50],
             a["status"],
             a["decided_by"] or "-",
-            str(a["decision"].get("reason") or "")[:50],
-            a["review"] or "",
+            a["review"] or "-",
+            describe(a["tool"], a["args"]),
+            str(a["decision"].get("reason") or ""),
         )
-    out.print(table)
+        for a in items
+    ]
+    out.print(_table(("id", "sandbox", "status", "by", "review", "action", "why"), rows, squeeze=2))
 
 
 def review(

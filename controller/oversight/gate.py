@@ -182,13 +182,20 @@ def _policy_detail(verdict: Verdict) -> dict[str, Any]:
     return {"layer": verdict.layer, "rule": verdict.rule_index, "line": verdict.line, "reason": verdict.reason}
 
 
+def summarise(tool: str, args: dict[str, Any]) -> str:
+    """An action in one line for people: a shell command as typed, other tools with their arguments."""
+    if tool == "shell" and isinstance(args.get("command"), str):
+        return f"$ {args['command']}"[:500]
+    return f"{tool} {json.dumps(args, sort_keys=True)}"[:500]
+
+
 def open_action_approval(session: Session, *, sandbox: Sandbox, action: Action, verdict: Verdict) -> Approval:
     timeout = verdict.timeout_s or DEFAULT_TIMEOUT_S
     approval = Approval(
         kind=ApprovalKind.action,
         sandbox_id=sandbox.id,
         action_id=action.id,
-        summary=f"{action.tool} {json.dumps(action.args, sort_keys=True)[:300]}",
+        summary=summarise(action.tool, action.args),
         data={"tool": action.tool, "args": action.args, "reason": verdict.reason},
         risk=action.risk,
         approvers=list(verdict.approvers or []),
