@@ -14,18 +14,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-import docker
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import make_controller, remove_instance
+from bench.harness import bench_controller, percentile
 
 AGENT = """
 import json, sys, time
@@ -45,11 +42,6 @@ while time.time() < start + seconds:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
 def read_stream(url: str, token: str, until: float, latencies: list[float], stop: threading.Event) -> None:
@@ -74,45 +66,36 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "events.json")
     args = parser.parse_args()
-    client = docker.from_env()
-    result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
-        ctl = make_controller(Path(tmp), args.redis_url, FLEETGATE_POOL_SIZE="0")
-        ctl.start()
-        try:
-            with ctl.http("admin") as admin:
-                start = time.time() + 8
-                for _ in range(args.sandboxes):
-                    command = ["python3", "-c", AGENT, str(args.rate), str(args.seconds), str(start)]
-                    body = {"image": "fleetgate/python:latest", "command": command, "resources": {"cpus": 0.25}}
-                    assert admin.post("/api/v1/sandboxes", json=body).status_code == 201
-                latencies: list[float] = []
-                stop = threading.Event()
-                reader = threading.Thread(
-                    target=read_stream, args=(ctl.url, ctl.admin_token, start + args.seconds + 5, latencies, stop)
-                )
-                reader.start()
-                assert ctl.proc is not None
-                while time.time() < start + args.warmup:
-                    time.sleep(0.01)
-                cpu0, seen0, t0 = cpu_seconds(ctl.proc.pid), len(latencies), time.time()
-                while time.time() < start + args.seconds:
-                    time.sleep(0.05)
-                cpu1, seen1, t1 = cpu_seconds(ctl.proc.pid), len(latencies), time.time()
-                window = latencies[seen0:seen1]
-                time.sleep(3)
-                stop.set()
-                reader.join(15)
-        finally:
-            ctl.stop()
-            remove_instance(client, lambda inst: inst == ctl.instance)
+    with bench_controller(args.redis_url) as ctl, ctl.http("admin") as admin:
+        start = time.time() + 8
+        for _ in range(args.sandboxes):
+            command = ["python3", "-c", AGENT, str(args.rate), str(args.seconds), str(start)]
+            body = {"image": "fleetgate/python:latest", "command": command, "resources": {"cpus": 0.25}}
+            assert admin.post("/api/v1/sandboxes", json=body).status_code == 201
+        latencies: list[float] = []
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=read_stream, args=(ctl.url, ctl.admin_token, start + args.seconds + 5, latencies, stop)
+        )
+        reader.start()
+        assert ctl.proc is not None
+        while time.time() < start + args.warmup:
+            time.sleep(0.01)
+        cpu0, seen0, t0 = cpu_seconds(ctl.proc.pid), len(latencies), time.time()
+        while time.time() < start + args.seconds:
+            time.sleep(0.05)
+        cpu1, seen1, t1 = cpu_seconds(ctl.proc.pid), len(latencies), time.time()
+        window = latencies[seen0:seen1]
+        time.sleep(3)
+        stop.set()
+        reader.join(15)
     rate = (seen1 - seen0) / (t1 - t0)
     result = {
         "sandboxes": args.sandboxes,
         "target_events_per_s": args.sandboxes * args.rate,
         "measured_events_per_s": round(rate),
-        "p50_ms": round(pct(window, 0.5) * 1000, 1),
-        "p99_ms": round(pct(window, 0.99) * 1000, 1),
+        "p50_ms": round(percentile(window, 0.5) * 1000, 1),
+        "p99_ms": round(percentile(window, 0.99) * 1000, 1),
         "max_ms": round(max(window) * 1000, 1),
         "controller_cpu_s_per_1000_events": round((cpu1 - cpu0) / max(1, seen1 - seen0) * 1000, 3),
         "events_measured": len(window),

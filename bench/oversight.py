@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import make_controller, remove_instance
+from bench.harness import bench_controller, percentile
 
 GATE_SCRIPT = """
 import json, sys, time
@@ -51,11 +49,6 @@ for i in range(int(sys.argv[1])):
 """
 
 POLICY = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))], 2)
 
 
 def gate_latency(admin: httpx.Client, operator: httpx.Client, n: int) -> list[float]:
@@ -116,8 +109,8 @@ def queue_listing(admin: httpx.Client, operator: httpx.Client, pending: int, hom
 def row(values: list[float], goal: str, passed: bool) -> dict[str, Any]:
     verdict = "PASS" if passed else "FAIL"
     return {
-        "median_ms": pct(values, 0.5),
-        "p99_ms": pct(values, 0.99),
+        "median_ms": round(percentile(values, 0.5), 2),
+        "p99_ms": round(percentile(values, 0.99), 2),
         "runs": len(values),
         "goal": f"{goal}: {verdict}",
     }
@@ -131,26 +124,18 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "oversight.json")
     args = parser.parse_args()
-    client = docker.from_env()
-    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
-        ctl = make_controller(Path(tmp), args.redis_url, FLEETGATE_POOL_SIZE="0")
-        ctl.start()
-        try:
-            with ctl.http("admin") as admin, ctl.http("operator") as operator:
-                gates = gate_latency(admin, operator, args.gates)
-                resume = propagation(admin, operator, args.approvals)
-                listing = queue_listing(admin, operator, args.pending, ctl.home)
-        finally:
-            ctl.stop()
-            remove_instance(client, lambda inst: inst == ctl.instance)
+    with bench_controller(args.redis_url) as ctl, ctl.http("admin") as admin, ctl.http("operator") as operator:
+        gates = gate_latency(admin, operator, args.gates)
+        resume = propagation(admin, operator, args.approvals)
+        listing = queue_listing(admin, operator, args.pending, ctl.home)
     rows = {
-        "auto-allowed sdk.gate() through the socket": row(gates, "median < 5 ms", pct(gates, 0.5) < 5),
-        "decision POST -> waiting agent resumes": row(resume, "median < 50 ms", pct(resume, 0.5) < 50),
+        "auto-allowed sdk.gate() through the socket": row(gates, "median < 5 ms", percentile(gates, 0.5) < 5),
+        "decision POST -> waiting agent resumes": row(resume, "median < 50 ms", percentile(resume, 0.5) < 50),
         f"queue with {args.pending} pending: first page (200)": row(
-            listing[200], "median < 100 ms", pct(listing[200], 0.5) < 100
+            listing[200], "median < 100 ms", percentile(listing[200], 0.5) < 100
         ),
         f"queue with {args.pending} pending: all 1,000 at once": row(
-            listing[1000], "median < 100 ms", pct(listing[1000], 0.5) < 100
+            listing[1000], "median < 100 ms", percentile(listing[1000], 0.5) < 100
         ),
     }
     print(f"\n| {'what':<52} | median ms | p99 ms | runs | goal |")

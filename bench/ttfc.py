@@ -19,7 +19,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,17 +29,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import make_controller, remove_instance
+from bench.harness import bench_controller, percentile
 
 IMAGE = "fleetgate/python:latest"
 TEMPLATE = "bench"
 POOL = 2
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def raw_once(client: Any) -> float:
@@ -103,35 +96,26 @@ def main() -> int:
     args = parser.parse_args()
 
     client = docker.from_env()
-    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
-        ctl = make_controller(Path(tmp), args.redis_url, FLEETGATE_POOL_SIZE="0")
-        ctl.start()
-        try:
-            with ctl.http() as api:
-                made = api.post("/api/v1/templates", json={"name": TEMPLATE, "image": IMAGE, "pool_size": POOL})
-                assert made.status_code == 201, made.text
+    with bench_controller(args.redis_url) as ctl, ctl.http() as api:
+        made = api.post("/api/v1/templates", json={"name": TEMPLATE, "image": IMAGE, "pool_size": POOL})
+        assert made.status_code == 201, made.text
+        wait_for_pool(api, POOL)
+        runs: dict[str, list[float]] = {"raw": [], "cold": [], "warm": [], "exec": []}
+        idle = client.containers.run(IMAGE, ["sleep", "3600"], detach=True, labels={"fleetgate.instance": "bench-raw"})
+        steps: dict[str, Callable[[], float]] = {
+            "raw": lambda: raw_once(client),
+            "cold": lambda: fleetgate_once(api, {"image": IMAGE}),
+            "warm": lambda: fleetgate_once(api, {"template": TEMPLATE}),
+            "exec": lambda: exec_only(idle),
+        }
+        for step in steps.values():  # one untimed warm-up each: first-use costs (image probe, SQL)
+            step()
+            wait_for_pool(api, POOL)
+        for i in range(args.runs):
+            for kind, step in steps.items():
+                runs[kind].append(step())
                 wait_for_pool(api, POOL)
-                runs: dict[str, list[float]] = {"raw": [], "cold": [], "warm": [], "exec": []}
-                idle = client.containers.run(
-                    IMAGE, ["sleep", "3600"], detach=True, labels={"fleetgate.instance": "bench-raw"}
-                )
-                steps: dict[str, Callable[[], float]] = {
-                    "raw": lambda: raw_once(client),
-                    "cold": lambda: fleetgate_once(api, {"image": IMAGE}),
-                    "warm": lambda: fleetgate_once(api, {"template": TEMPLATE}),
-                    "exec": lambda: exec_only(idle),
-                }
-                for step in steps.values():  # one untimed warm-up each: first-use costs (image probe, SQL)
-                    step()
-                    wait_for_pool(api, POOL)
-                for i in range(args.runs):
-                    for kind, step in steps.items():
-                        runs[kind].append(step())
-                        wait_for_pool(api, POOL)
-                    print(f"run {i + 1}/{args.runs}", file=sys.stderr, end="\r")
-        finally:
-            ctl.stop()
-            remove_instance(client, lambda inst: inst in (ctl.instance, "bench-raw"))
+            print(f"run {i + 1}/{args.runs}", file=sys.stderr, end="\r")
 
     results = {kind: summarise(kind, values) for kind, values in runs.items()}
     ratio = results["cold"]["median_ms"] / results["raw"]["median_ms"]

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, Query, Request
 from sqlmodel import Session, col, select
@@ -125,7 +126,11 @@ async def frames(
                     yield chunk
         cursor = after
         while True:
-            batch: Any = await client.xread({key: cursor}, count=BATCH, block=BLOCK_MS)
+            try:
+                batch: Any = await client.xread({key: cursor}, count=BATCH, block=BLOCK_MS)
+            except redis.RedisError as e:  # end the stream; the client comes back with its Last-Event-ID
+                log.warning("event stream ended: Redis is not answering (%s)", e)
+                return
             if not batch:
                 yield ": keep-alive\n\n"
                 continue
@@ -157,6 +162,9 @@ async def events(
     start = last_event_id or after or "$"
     if start not in ("$", "0"):
         parse_id(start)
-    client = aioredis.Redis.from_url(fleet.settings.redis_url, socket_connect_timeout=2)
+    # Reads block for BLOCK_MS; the socket may wait a little longer than that, never less.
+    client = aioredis.Redis.from_url(
+        fleet.settings.redis_url, socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 10
+    )
     wanted = {k.strip() for k in kinds.split(",") if k.strip()} if kinds else None
     return EventStream(frames(fleet, client, sandbox=sandbox, kinds=wanted, after=start))

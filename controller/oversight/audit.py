@@ -23,16 +23,19 @@ GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x61756469  # "audi"
 
 
-def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
-    body = {
+def _body(entry: AuditEntry) -> dict[str, Any]:
+    return {
         "id": entry.id,
         "created_at": entry.created_at.isoformat(),
         "actor": entry.actor,
         "event": entry.event,
         "subject": entry.subject,
         "data": entry.data,
-        "prev": prev_hash,
     }
+
+
+def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
+    body = {**_body(entry), "prev": prev_hash}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
@@ -128,16 +131,4 @@ def verify(session: Session, *, limit: int = 20) -> Verification:
 def export(session: Session) -> Iterator[str]:
     """Every entry as one JSON line, oldest first."""
     for entry in _rows(session):
-        yield json.dumps(
-            {
-                "id": entry.id,
-                "created_at": entry.created_at.isoformat(),
-                "actor": entry.actor,
-                "event": entry.event,
-                "subject": entry.subject,
-                "data": entry.data,
-                "prev_hash": entry.prev_hash,
-                "hash": entry.hash,
-            },
-            sort_keys=True,
-        )
+        yield json.dumps({**_body(entry), "prev_hash": entry.prev_hash, "hash": entry.hash}, sort_keys=True)

@@ -458,30 +458,26 @@ class SandboxService:
 
     def pause(self, *, session: Session, sandbox_id: str, reason: str) -> Sandbox:
         """Freeze every process of the sandbox (docker pause); it keeps its memory and its place."""
-        sandbox = self.get(session, sandbox_id, live=False)
-        if sandbox.status == SandboxStatus.paused:
-            return sandbox
-        if sandbox.status != SandboxStatus.running:
-            raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a running sandbox can be paused")
-        host = self.hosts.get(sandbox.host)
-        with engine_errors(host), engine_refusals():
-            host.client.api.pause(sandbox.container_id)
-        return self._mark(session, sandbox, SandboxStatus.paused, reason)
+        return self._freeze(session, sandbox_id, reason, frozen=True)
 
     def resume(self, *, session: Session, sandbox_id: str, reason: str) -> Sandbox:
+        return self._freeze(session, sandbox_id, reason, frozen=False)
+
+    def _freeze(self, session: Session, sandbox_id: str, reason: str, *, frozen: bool) -> Sandbox:
         sandbox = self.get(session, sandbox_id, live=False)
-        if sandbox.status == SandboxStatus.running:
+        wanted, needed = (
+            (SandboxStatus.paused, SandboxStatus.running) if frozen else (SandboxStatus.running, SandboxStatus.paused)
+        )
+        if sandbox.status == wanted:
             return sandbox
-        if sandbox.status != SandboxStatus.paused:
-            raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a paused sandbox can be resumed")
+        if sandbox.status != needed:
+            verb = "paused" if frozen else "resumed"
+            raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a {needed.value} sandbox can be {verb}")
         host = self.hosts.get(sandbox.host)
         with engine_errors(host), engine_refusals():
-            host.client.api.unpause(sandbox.container_id)
-        return self._mark(session, sandbox, SandboxStatus.running, reason)
-
-    def _mark(self, session: Session, sandbox: Sandbox, status: SandboxStatus, reason: str) -> Sandbox:
-        sandbox.status = status
-        record(session, sandbox.id, "lifecycle", status=status.value, source=reason)
+            (host.client.api.pause if frozen else host.client.api.unpause)(sandbox.container_id)
+        sandbox.status = wanted
+        record(session, sandbox.id, "lifecycle", status=wanted.value, source=reason)
         session.add(sandbox)
         session.commit()
         return sandbox
