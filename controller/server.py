@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import httpx
@@ -163,8 +164,11 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     preflight(fleet)
     sock = gateway_socket(settings.gateway_socket)
     app = create_app(fleet)
-    api = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, http="httptools", log_level="warning"))
-    gateway = _Server(uvicorn.Config(create_gateway(fleet), http="httptools", log_level="warning"))
+    # Event streams and long-polls never finish by themselves: on shutdown they get a few seconds, then are closed
+    # (clients come back with Last-Event-ID, agents ask again).
+    common: dict[str, Any] = {"http": "httptools", "log_level": "warning", "timeout_graceful_shutdown": 3}
+    api = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, **common))
+    gateway = _Server(uvicorn.Config(create_gateway(fleet), **common))
     worker = WorkerSupervisor(settings) if with_worker else None
     if worker is not None:
         worker.start()
