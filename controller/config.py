@@ -7,6 +7,7 @@ Values come from `FLEETGATE_*` variables, then `/etc/fleetgate/fleetgate.env` (o
 from __future__ import annotations
 
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -116,6 +117,25 @@ class Settings(BaseSettings):
         self.gateway_dir.chmod(0o755)
         (self.gateway_dir / "sandbox").mkdir(exist_ok=True)
         self.sandboxes_dir.chmod(0o711)
+
+
+def instance_id(settings: Settings) -> str:
+    """This controller's name on the engines: labels every container, volume and network it makes."""
+    if settings.instance:
+        return settings.instance
+    path = settings.home / "instance-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(4)
+        path.write_text(value + "\n")
+        return value
+
+
+def task_queue(settings: Settings) -> str:
+    """The Celery queue of one controller: two controllers that share a Redis database never take each other's work."""
+    return f"fleetgate.{instance_id(settings)}"
 
 
 def env_file() -> str:

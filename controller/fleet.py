@@ -6,7 +6,6 @@ own home, database and Redis database. Nothing here reaches a service until it i
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,27 +14,13 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from controller.config import Settings
+from controller.config import Settings, instance_id
 from controller.db import engine_for
 from controller.errors import RedisUnavailable
 from controller.events.bus import EventBus, install
 from controller.models import Host
 from controller.sandboxes.hosts import DockerHosts
 from controller.sandboxes.service import SandboxService
-
-
-def instance_id(settings: Settings) -> str:
-    """This controller's name on the engines: labels every container, volume and network it makes."""
-    if settings.instance:
-        return settings.instance
-    path = settings.home / "instance-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_hex(4)
-        path.write_text(value + "\n")
-        return value
 
 
 @dataclass

@@ -25,7 +25,7 @@ import httpx
 import uvicorn
 import uvloop
 
-from controller.config import Settings
+from controller.config import Settings, task_queue
 from controller.db import migrate
 from controller.errors import FleetgateError, Unavailable
 from controller.fleet import Fleet
@@ -92,7 +92,7 @@ def start_worker(settings: Settings, *, concurrency: int = 2) -> subprocess.Pope
         "--concurrency",
         str(concurrency),
         "-Q",
-        "fleetgate",
+        task_queue(settings),
         "--hostname",
         f"fleetgate-{settings.port}@%h",
         "--schedule",

@@ -148,7 +148,12 @@ class Controller:
     def stop(self, sig: int = 15) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(60)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:  # never leave a controller behind to steal the next run's work
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError("the controller did not stop within 60 s of SIGTERM") from None
         self.proc = None
 
     def restart(self) -> None:

@@ -10,9 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from controller.config import Settings, get_settings
-
-QUEUE = "fleetgate"
+from controller.config import Settings, get_settings, task_queue
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -23,7 +21,7 @@ def make_celery(settings: Settings) -> Celery:
         include=["controller.worker.tasks"],
     )
     app.conf.update(
-        task_default_queue=QUEUE,
+        task_default_queue=task_queue(settings),
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
