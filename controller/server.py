@@ -104,6 +104,7 @@ def start_worker(settings: Settings, *, concurrency: int = 2) -> subprocess.Pope
         stderr=subprocess.STDOUT,
         env=_child_env(settings),
         preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call on a preloaded libc; no locks taken)
+        start_new_session=True,  # its own process group: stopping it stops its pool processes and beat too
     )
 
 
@@ -130,6 +131,7 @@ class WorkerSupervisor:
             await asyncio.sleep(1.0)
             if self.process is not None and self.process.poll() is not None:
                 log.warning("the Celery worker exited (code %s); starting it again", self.process.returncode)
+                _signal_group(self.process.pid, signal.SIGKILL)  # its orphaned pool processes, if it was killed
                 await asyncio.sleep(delay)
                 self.start()
                 self.restarts += 1
@@ -205,14 +207,20 @@ async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket, worke
 
 
 def _stop_child(child: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if child.poll() is not None:
-        return
-    child.terminate()
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+    """Stop the worker and every process of its group (a SIGKILLed Celery leaves its pool processes behind)."""
+    if child.poll() is None:
+        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    _signal_group(child.pid, signal.SIGKILL)  # whatever of the group is still there
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
 
 
 def detach(settings: Settings, *, timeout: float = 60.0) -> int:

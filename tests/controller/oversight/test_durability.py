@@ -148,10 +148,19 @@ def test_agent_resumes_after_the_worker_is_killed_and_deadlines_still_apply(
     assert agent.wait_output() == [["denied", "no one decided in time"]]
     new_pid = int((own_controller.home / "run" / "worker.pid").read_text())
     assert new_pid != worker_pid
+    wait_for(lambda: _group_gone(worker_pid), timeout=10, what="the killed worker's pool processes to be cleaned up")
     second, item2 = waiting_agent(ASK)
     with own_controller.http("admin") as admin:
         decide(admin, item2["id"], decision="approve")
     assert second.wait_output() == [["got", {"v": 1}]]
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def test_agent_resumes_while_redis_is_down_and_after_it_is_back(
