@@ -6,10 +6,8 @@ leaves nothing behind: no row, no container, no volume, no credentials.
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,8 +21,6 @@ from controller.auth import SANDBOX_TOKEN_PREFIX, hash_token, new_secret
 from controller.config import Settings
 from controller.errors import (
     Conflict,
-    EngineError,
-    ImageMissing,
     Invalid,
     SandboxNotFound,
     TemplateNotFound,
@@ -42,18 +38,14 @@ from controller.models import (
 )
 from controller.oversight.policy_store import compile_policy
 from controller.sandboxes.credentials import Credentials
+from controller.sandboxes.engine import ImageGate, engine_refusals, provision
 from controller.sandboxes.execution import run_exec
 from controller.sandboxes.hosts import LOCAL, DockerHost, DockerHosts, engine_errors
 from controller.sandboxes.spec import (
     LABEL_INSTANCE,
     LABEL_SANDBOX,
-    PROBE_TOO_OLD,
     WORKSPACE,
     HostPaths,
-    SandboxShape,
-    container_spec,
-    labels,
-    probe_spec,
     volume_name,
 )
 
@@ -115,7 +107,7 @@ class SandboxService:
         self.credentials = Credentials(settings.sandboxes_dir, settings.sandbox_uid)
         self._enqueue = enqueue
         self._paths_root = Path(agent_runtime.__file__).resolve().parent
-        self._verified: set[tuple[str, str]] = set()
+        self.images = ImageGate(instance, settings.sandbox_uid)
 
     # --- create -----------------------------------------------------------------------------------------
 
@@ -248,65 +240,12 @@ class SandboxService:
         )
 
     def require_image(self, host: DockerHost, image: str) -> None:
-        """The image must exist on the host and be able to host the runtime; checked once per image id."""
-        try:
-            image_id = str(host.call(lambda c: c.images.get(image)).id)
-        except docker.errors.ImageNotFound as e:
-            raise ImageMissing(image, host.name) from e
-        except docker.errors.APIError as e:
-            raise Invalid(f"image {image!r} cannot be used: {e.explanation}") from e
-        if (host.name, image_id) not in self._verified:
-            self._probe(host, image)
-            self._verified.add((host.name, image_id))
-
-    def _probe(self, host: DockerHost, image: str) -> None:
-        spec = probe_spec(image, instance=self.instance, uid=self.settings.sandbox_uid)
-        with engine_errors(host), engine_refusals():
-            container = host.client.containers.create(**spec)
-            try:
-                container.start()
-                code = int(container.wait(timeout=60).get("StatusCode", -1))
-            finally:
-                container.remove(force=True)
-        if code == PROBE_TOO_OLD:
-            raise Invalid(f"image {image!r} cannot host a sandbox: its python3 is older than 3.9")
-        if code != 0:
-            raise Invalid(
-                f"image {image!r} cannot host a sandbox: it has no working python3 on its PATH "
-                f"(fleetgate's runtime needs python3 >= 3.9; the check exited {code})"
-            )
+        """The image must exist on the host and be able to host the runtime (probed once per image id)."""
+        self.images.require(host, image)
 
     def _provision(self, host: DockerHost, sandbox: Sandbox, template: str | None) -> None:
-        shape = SandboxShape(sandbox.id, sandbox.image, sandbox.cpus, sandbox.memory_mb, sandbox.pids, template)
         paths = HostPaths(self._paths_root, self.settings.gateway_dir, self.credentials.folder(sandbox.id))
-        spec = container_spec(
-            shape,
-            instance=self.instance,
-            uid=self.settings.sandbox_uid,
-            paths=paths,
-            runtime=host.facts.sandbox_runtime,
-        )
-        with engine_errors(host), engine_refusals():
-            volume = host.client.volumes.create(
-                name=sandbox.volume, labels=labels(self.instance, sandbox.id, "workspace")
-            )
-            try:
-                container = host.client.containers.create(**spec)
-            except docker.errors.APIError as e:
-                if "not a directory" in str(e.explanation):  # the image has a file where /workspace goes
-                    raise Invalid(f"image {sandbox.image!r} cannot host a sandbox: {e.explanation}") from e
-                raise
-            sandbox.container_id = container.id
-            if host.is_local:
-                self._own_workspace(volume.attrs.get("Mountpoint"))
-            container.start()
-
-    def _own_workspace(self, mountpoint: str | None) -> None:
-        """Images without a /workspace of their own leave the new volume root-owned: hand it to the user."""
-        if not mountpoint or os.geteuid() != 0 or not os.path.isdir(mountpoint):
-            return
-        if os.stat(mountpoint).st_uid != self.settings.sandbox_uid:
-            os.chown(mountpoint, self.settings.sandbox_uid, self.settings.sandbox_uid)
+        provision(host, sandbox, template, instance=self.instance, uid=self.settings.sandbox_uid, paths=paths)
 
     # --- engine side teardown -----------------------------------------------------------------------------
 
@@ -511,16 +450,3 @@ def _exit_code(item: dict[str, Any]) -> int | None:
         except ValueError:
             return None
     return None
-
-
-@contextmanager
-def engine_refusals() -> Iterator[None]:
-    """Turn the engine's refusals of bad parameters into Invalid, its own failures into EngineError."""
-    try:
-        yield
-    except docker.errors.NotFound:
-        raise
-    except docker.errors.APIError as e:
-        if e.is_client_error():
-            raise Invalid(f"the Docker engine refused this: {e.explanation}") from e
-        raise EngineError(f"the Docker engine failed: {e.explanation}") from e
