@@ -36,10 +36,6 @@ def new_secret(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-def tokens_match(secret: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_token(secret), stored_hash)
-
-
 def ensure_user(*, session: Session, name: str, role: Role) -> User:
     """The user called `name`, created with `role` if new; an existing user keeps their role unless raised."""
     user = session.exec(select(User).where(User.name == name)).first()

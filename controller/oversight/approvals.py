@@ -9,7 +9,6 @@ after commit.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,11 +292,3 @@ def expire_due(session: Session) -> list[Decided]:
         select(Approval).where(Approval.status == ApprovalStatus.pending, col(Approval.deadline) < utcnow())
     ).all()
     return [settle(session, approval, ApprovalStatus.expired, voters=[]) for approval in due]
-
-
-def describe(approval: Approval) -> str:
-    return f"{approval.kind.value} {approval.id} of {approval.sandbox_id}: {approval.summary}"
-
-
-def summary_payload(approval: Approval) -> dict[str, Any]:
-    return json.loads(approval.model_dump_json())  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@ covers is allowed by that grant. Denials in a row (or a rule marked `escalate`) 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -70,7 +70,6 @@ class GateOutcome:
     action: Action
     approval: Approval | None = None
     escalate: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def reply(self) -> dict[str, Any]:
         """What the agent's runtime receives."""

@@ -47,11 +47,6 @@ class Credentials:
     def remove(self, sandbox_id: str) -> None:
         shutil.rmtree(self.folder(sandbox_id), ignore_errors=True)
 
-    def existing(self) -> list[str]:
-        if not self._root.is_dir():
-            return []
-        return [p.name for p in self._root.iterdir() if p.is_dir()]
-
     def _own(self, path: Path, mode: int) -> None:
         """Give the path to the sandbox's user; a non-root controller cannot, so it opens reading instead."""
         if os.geteuid() == 0:
