@@ -119,6 +119,13 @@ class SandboxService:
             if template is None:
                 raise TemplateNotFound(request.template)
         host = self.hosts.get(request.host or (template.host if template else LOCAL))
+        if not host.is_local:
+            # The runtime socket and each sandbox's credentials are bind-mounted from this machine, which a remote
+            # engine cannot see: a sandbox there would never reach its controller. Refuse rather than half-work.
+            raise Invalid(
+                f"host {host.name!r} ({host.url}) is remote; sandboxes run on engines that share this machine's "
+                f"files for now (the runtime relay for remote engines is not built yet)"
+            )
         res = request.resources
         s = self.settings
         plan = Plan(
