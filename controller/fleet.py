@@ -70,6 +70,9 @@ class Fleet:
             from controller.worker.celery_app import make_celery
 
             self.send_task = make_celery(self.settings).send_task
+        # Give up quickly when Redis is away: a request must not hang on it. Pool top-ups and brokered actions are
+        # picked up again by beat's sweeps; a webhook notification that could not be queued is lost (logged).
+        options.setdefault("retry_policy", {"max_retries": 2, "interval_start": 0, "interval_step": 0.2})
         try:
             return str(self.send_task(task, args=args, **options).id)
         except Exception as e:  # kombu raises OperationalError & co. when the broker is away

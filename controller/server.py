@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import faulthandler
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +191,8 @@ async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket, worke
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        if not api.should_exit:
+            _shutdown_watchdog(worker)
         api.should_exit = True
         gateway.should_exit = True
 
@@ -204,6 +208,24 @@ async def _serve_both(api: _Server, gateway: _Server, sock: socket.socket, worke
             raise result
     if not api.started:
         raise Unavailable(f"the API could not listen on {api.config.host}:{api.config.port} (is it in use?)")
+
+
+SHUTDOWN_DEADLINE_S = 40.0
+
+
+def _shutdown_watchdog(worker: WorkerSupervisor | None) -> None:
+    """A shutdown that hangs (a stuck thread, an engine that never answers) must still end: after the deadline,
+    write every thread's stack to the log, stop the worker's group and exit."""
+
+    def watch() -> None:
+        time.sleep(SHUTDOWN_DEADLINE_S)
+        log.error("shutdown took more than %.0f s; forcing exit. Threads at this moment:", SHUTDOWN_DEADLINE_S)
+        faulthandler.dump_traceback(all_threads=True)
+        if worker is not None and worker.process is not None:
+            _signal_group(worker.process.pid, signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fleetgate-shutdown-watchdog", daemon=True).start()
 
 
 def _stop_child(child: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -30,6 +30,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         result_expires=3600,
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2.0,
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
         beat_schedule=_schedule(settings),

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -128,7 +129,14 @@ def sweep_approvals() -> list[int]:
     f = fleet()
     with write_session(f.engine) as session:
         decided = expire_due(session)
+        stuck = session.exec(
+            select(Action.id).where(
+                Action.broker_status == "queued", col(Action.decided_at) < utcnow() - timedelta(seconds=30)
+            )
+        ).all()
     after_decision(f, decided)
+    for action_id in stuck:  # allowed brokered actions whose task never got queued (Redis was away)
+        run_broker.delay(action_id)
     return [d.approval.id or 0 for d in decided]
 
 

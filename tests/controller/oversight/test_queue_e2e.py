@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -327,3 +328,28 @@ def test_removing_a_sandbox_cancels_its_pending_items(
     every = admin.get("/api/v1/approvals", params={"status": "", "sandbox": sandbox["id"]}).json()["items"]
     assert [a["status"] for a in every] == ["cancelled"]
     assert admin.get("/api/v1/approvals", params={"sandbox": sandbox["id"]}).json()["items"] == []
+
+
+def test_a_brokered_action_whose_task_was_lost_is_carried_out_by_the_sweep(
+    controller: Controller, governed: Callable[..., dict[str, Any]], admin: httpx.Client
+) -> None:
+    import sqlite3
+
+    sandbox = governed("autonomous")
+    # An allowed email whose broker task never reached the queue (as when Redis was away at that moment).
+    args = '{"to": "ops@example.com", "subject": "lost and found", "body": "x"}'
+    with sqlite3.connect(controller.home / "fleetgate.db") as db:
+        db.execute(
+            "insert into action (sandbox_id, tool, args, risk, status, decided_by, decision, verdict, brokered, "
+            "broker_status, created_at, decided_at) values (?, 'email.send', ?, 'low', 'allowed', 'policy', '{}', "
+            "'{}', 1, 'queued', datetime('now', '-1 hour'), datetime('now', '-1 hour'))",
+            (sandbox["id"], args),
+        )
+        (action_id,) = db.execute("select max(id) from action").fetchone()
+    done = wait_for(
+        lambda: (a := admin.get(f"/api/v1/actions/{action_id}").json())["broker_status"] == "done" and a,
+        timeout=30,
+        what="the sweep to run the lost broker task",
+    )
+    assert done["result"]["via"] == "outbox"
+    assert "lost and found" in Path(done["result"]["file"]).read_text()
