@@ -106,8 +106,8 @@ class DockerHost:
 def engine_errors(host: DockerHost) -> Iterator[None]:
     try:
         yield
-    except docker.errors.APIError:
-        raise
+    except (docker.errors.APIError, requests.exceptions.JSONDecodeError):
+        raise  # the engine answered: with an error, or (a container stopping mid-request) with an empty body
     except docker.errors.DockerException as e:
         raise EngineUnavailable(host.name, host.url, _cause(e)) from e
     except _UNREACHABLE as e:

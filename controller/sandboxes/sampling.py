@@ -8,28 +8,42 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker.errors
 import redis
 from sqlmodel import Session, select
 
+from controller.errors import FleetgateError
 from controller.events.bus import EventBus
 from controller.models import Sandbox, SandboxStatus
-from controller.sandboxes.hosts import DockerHost, DockerHosts
+from controller.sandboxes.hosts import DockerHosts
 
 log = logging.getLogger(__name__)
 
 
-def cpu_percent(previous: dict[str, int] | None, current: dict[str, int], ncpu: int) -> float | None:
-    """CPU use between two readings, as % of one core (so 2 busy cores read 200)."""
+STATS_AT_ONCE = 32  # the client's connection pool (hosts.py)
+MIN_WINDOW_NS = 1_000_000_000  # CPU % over less than a second of wall time is mostly rounding
+
+
+def cpu_percent(previous: dict[str, Any] | None, now: dict[str, int], ncpu: int) -> tuple[float | None, dict[str, Any]]:
+    """CPU use since the previous reading, as % of one core (so 2 busy cores read 200), and the reading to keep.
+
+    Two samples too close together (a backlog of sample tasks running back to back) would divide by almost
+    nothing: the older reading is kept, with the figure it gave, until a whole window has passed.
+    """
     if not previous:
-        return None
-    used = current["cpu"] - previous["cpu"]
-    elapsed = current["system"] - previous["system"]
-    if used < 0 or elapsed <= 0:
-        return None
-    return round(used / elapsed * ncpu * 100, 1)
+        return None, dict(now)
+    used = now["cpu"] - previous["cpu"]
+    elapsed = now["system"] - previous["system"]  # host CPU time over all cores: wall time x ncpu
+    if used < 0 or elapsed < 0:  # the container restarted, or the engine's counters did
+        return None, dict(now)
+    if elapsed < MIN_WINDOW_NS * ncpu:
+        pct = previous.get("pct")
+        return (float(pct) if pct is not None else None), previous
+    pct = round(used / elapsed * ncpu * 100, 1)
+    return pct, {**now, "pct": pct}
 
 
 def reading(stats: dict[str, Any]) -> dict[str, int]:
@@ -40,32 +54,58 @@ def reading(stats: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def _stats(host: DockerHost, container_id: str) -> dict[str, Any]:
-    stats: dict[str, Any] = host.call(lambda c: c.api.stats(container_id, stream=False, one_shot=True))
-    return stats
+def memory_used(memory: dict[str, Any]) -> int:
+    """Memory in use as `docker stats` counts it: usage less the inactive page cache (cgroup v2, then v1)."""
+    detail = memory.get("stats") or {}
+    inactive = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+    return max(0, int(memory.get("usage") or 0) - int(inactive or 0))
+
+
+def _stats(hosts: DockerHosts, sandbox: Sandbox) -> tuple[Sandbox, dict[str, Any] | None, str | None]:
+    """One container's one-shot stats, or why there are none (gone, stopping, its engine away)."""
+    try:
+        host = hosts.get(sandbox.host)
+        stats = host.call(lambda c: c.api.stats(sandbox.container_id, stream=False, one_shot=True))
+    except (docker.errors.NotFound, ValueError):  # removed or stopping since the query (an empty reply)
+        return sandbox, None, None
+    except (docker.errors.APIError, FleetgateError) as e:
+        return sandbox, None, str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    return sandbox, stats, None
 
 
 def sample(session: Session, *, hosts: DockerHosts, bus: EventBus, store: redis.Redis, instance: str) -> int:
-    """Emit one `resources` event per running sandbox; returns how many."""
+    """Emit one `resources` event per running sandbox; returns how many.
+
+    The engine answers a container's stats at its next collection tick (about a second when it has been asked
+    recently), so asking fifty in turn would take fifty seconds: they are asked all at once, and one that cannot
+    answer costs only its own sample.
+    """
     running = session.exec(select(Sandbox).where(Sandbox.status == SandboxStatus.running)).all()
+    if not running:
+        return 0
+    with ThreadPoolExecutor(min(STATS_AT_ONCE, len(running)), thread_name_prefix="stats") as pool:
+        answers = list(pool.map(lambda sandbox: _stats(hosts, sandbox), running))
+    missed = [f"{sandbox.id}: {why}" for sandbox, _, why in answers if why]
+    if missed:
+        log.warning("no resource sample for %d sandbox(es), e.g. %s", len(missed), missed[0])
+    answered = [(sandbox, stats) for sandbox, stats, _ in answers if stats is not None]
+    keys = [f"fleetgate:{instance}:cpu:{sandbox.id}" for sandbox, _ in answered]
+    previous = store.mget(keys) if keys else []
+    keep_all = store.pipeline(transaction=False)
     events = []
-    for sandbox in running:
-        host = hosts.get(sandbox.host)
-        try:
-            stats = _stats(host, str(sandbox.container_id))
-        except docker.errors.NotFound:
-            continue
-        key = f"fleetgate:{instance}:cpu:{sandbox.id}"
-        now = reading(stats)
-        previous = store.get(key)
-        store.setex(key, 120, json.dumps(now))
+    for (sandbox, stats), key, before in zip(answered, keys, previous, strict=True):
+        cpu_pct, keep = cpu_percent(
+            json.loads(before) if before else None, reading(stats), hosts.get(sandbox.host).facts.ncpu
+        )
+        keep_all.set(key, json.dumps(keep), ex=120)
         memory = stats.get("memory_stats") or {}
         data = {
-            "cpu_pct": cpu_percent(json.loads(previous) if previous else None, now, host.facts.ncpu),
-            "mem_bytes": int(memory.get("usage") or 0) - int((memory.get("stats") or {}).get("cache") or 0),
+            "cpu_pct": cpu_pct,
+            "mem_bytes": memory_used(memory),
             "mem_limit": int(memory.get("limit") or 0),
             "pids": int((stats.get("pids_stats") or {}).get("current") or 0),
         }
         events.append((sandbox.id, "resources", data))
+    keep_all.execute()
     bus.submit(events)
     return len(events)

@@ -40,18 +40,18 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def _schedule(settings: Settings) -> dict[str, Any]:
+    """The periodic work. A run that waited a whole period in the queue (a busy or absent worker) has been
+    overtaken by the next one, so it expires instead of piling up behind it."""
+    every = {
+        "reap-expired-sandboxes": ("fleetgate.sandboxes.reap", settings.reap_interval_s),
+        "reconcile-with-engines": ("fleetgate.sandboxes.reconcile", settings.reconcile_interval_s),
+        "sample-resources": ("fleetgate.sandboxes.sample", settings.sample_interval_s),
+        "expire-approvals": ("fleetgate.approvals.sweep", settings.approval_sweep_s),
+        "top-up-warm-pools": ("fleetgate.pool.top_up", max(settings.reap_interval_s, 15.0)),
+    }
     return {
-        "reap-expired-sandboxes": {"task": "fleetgate.sandboxes.reap", "schedule": settings.reap_interval_s},
-        "reconcile-with-engines": {
-            "task": "fleetgate.sandboxes.reconcile",
-            "schedule": settings.reconcile_interval_s,
-        },
-        "sample-resources": {"task": "fleetgate.sandboxes.sample", "schedule": settings.sample_interval_s},
-        "expire-approvals": {"task": "fleetgate.approvals.sweep", "schedule": settings.approval_sweep_s},
-        "top-up-warm-pools": {
-            "task": "fleetgate.pool.top_up",
-            "schedule": max(settings.reap_interval_s, 15.0),
-        },
+        name: {"task": task, "schedule": period, "options": {"expires": period}}
+        for name, (task, period) in every.items()
     }
 
 

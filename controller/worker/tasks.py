@@ -117,10 +117,16 @@ def build_images_task(base: str | None = None, force: bool = False) -> dict[str,
 
 @app.task(name="fleetgate.sandboxes.sample")
 def sample_resources() -> int:
-    """One resource sample (CPU, memory, pids) per running sandbox, onto the live streams."""
-    f = fleet()
-    with Session(f.engine) as session:
-        return sample(session, hosts=f.hosts, bus=f.bus, store=f.redis, instance=f.instance)
+    """One resource sample (CPU, memory, pids) per running sandbox, onto the live streams; never two at once."""
+    lock = _lock("sample", timeout=300)
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        f = fleet()
+        with Session(f.engine) as session:
+            return sample(session, hosts=f.hosts, bus=f.bus, store=f.redis, instance=f.instance)
+    finally:
+        lock.release()
 
 
 @app.task(name="fleetgate.approvals.sweep")
