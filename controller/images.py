@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import docker.utils
 
 from controller.errors import FleetgateError
 from sandbox_images import ROOT as IMAGES_ROOT
@@ -175,11 +176,28 @@ def _import(client: Any, rootfs: Path, ref: str) -> None:
             raise ImageBuildFailed(f"tar of {rootfs} failed (exit {tar.returncode})")
 
 
+def ensure_base(client: Any, base_ref: str, progress: Progress) -> str:
+    """The id of `base_ref` on this engine, pulled first if it is not there yet (which needs a registry)."""
+    if not _has_image(client, base_ref):
+        repository, tag = docker.utils.parse_repository_tag(base_ref)
+        progress(f"pulling {base_ref}")
+        try:
+            client.images.pull(repository, tag=tag or "latest")
+        except docker.errors.DockerException as e:
+            reason = str(getattr(e, "explanation", None) or e).strip().splitlines()[0][:300]
+            raise ImageBuildFailed(
+                f"the base image {base_ref} is not on this engine and could not be pulled ({reason}); "
+                "pull or load it first, or leave out --base to build the base offline with debootstrap"
+            ) from e
+    return str(client.images.get(base_ref).id)
+
+
 def build_python(client: Any, *, base_ref: str, force: bool, progress: Progress) -> str:
-    """Build fleetgate/python on `base_ref` and return its reference."""
+    """Build fleetgate/python on `base_ref` and return its reference (tagged by the base's id, so a newer base
+    under the same name builds anew)."""
     context = IMAGES_ROOT / "python"
     dockerfile = (context / "Dockerfile").read_text()
-    ref = f"{PYTHON_REPO}:{inputs_digest(base_ref, dockerfile)}"
+    ref = f"{PYTHON_REPO}:{inputs_digest(ensure_base(client, base_ref, progress), dockerfile)}"
     if _has_image(client, ref) and not force:
         progress(f"{ref} is current")
         client.images.get(ref).tag(PYTHON_REPO, "latest")

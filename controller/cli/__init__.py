@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from controller.cli import oversight
-from controller.cli.client import Client, fail
+from controller.cli.client import Client, err, fail
 from controller.cli.demo import demo
 from controller.cli.live import watch
 from controller.cli.policy import policy_app
@@ -145,7 +146,7 @@ def images_build(
         nonlocal lines
         lines += 1
         spinner.update(text=f"[dim]{lines:>4}[/] {message[:150]}")
-        if message.startswith(("Step ", "debootstrap", "importing", "building", "fleetgate/")):
+        if message.startswith(("Step ", "debootstrap", "importing", "building", "pulling", "fleetgate/")):
             live.console.print(f"  {message}", highlight=False, no_wrap=True, overflow="ellipsis")
 
     with Live(spinner, console=out, transient=True) as live:
@@ -170,5 +171,6 @@ app.add_typer(images_app, name="images")
 def main() -> None:
     try:
         app()
-    except FleetgateError as e:
-        fail(e.message)
+    except FleetgateError as e:  # raised outside a typer command's own handling: print it, then exit
+        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        sys.exit(1)
