@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from controller.config import Settings
+from controller.errors import Invalid, Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_OPTION = "fleetgate_write"
@@ -135,6 +136,27 @@ def migrate(settings: Settings) -> None:
             config = alembic_config(settings.db_url)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+
+def existing_engine(settings: Settings) -> Engine:
+    """The engine of a database fleetgate made and migrated, for commands that read it directly (`audit verify`):
+    a wrong FLEETGATE_HOME or database URL is an error, never a new empty database that verifies as intact."""
+    url = sa.engine.make_url(settings.db_url)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise Invalid(
+            f"there is no fleetgate database at {url.database} (FLEETGATE_HOME={settings.home}); "
+            "point FLEETGATE_HOME or FLEETGATE_DATABASE_URL at the install, or create one with `fleetgate init`"
+        )
+    engine = engine_for(settings.db_url)
+    try:
+        current = schema_is_current(engine)
+    except sa.exc.SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise Unavailable(f"cannot read the database at {shown}: {reason}") from e
+    if not current:
+        raise Invalid(f"the database at {shown} is not at this version's schema; `fleetgate init` migrates it")
+    return engine
 
 
 def schema_is_current(engine: Engine) -> bool:

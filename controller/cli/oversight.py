@@ -199,10 +199,10 @@ def audit_verify() -> None:
     from sqlmodel import Session
 
     from controller.config import get_settings
-    from controller.db import engine_for
+    from controller.db import existing_engine
     from controller.oversight.audit import verify
 
-    with Session(engine_for(get_settings().db_url)) as session:
+    with Session(existing_engine(get_settings())) as session:
         result = verify(session)
     if result.ok:
         out.print(f"[green]audit chain intact[/]: {result.checked} entries, head {result.head[:16]}")
@@ -220,12 +220,16 @@ def audit_export(
     from sqlmodel import Session
 
     from controller.config import get_settings
-    from controller.db import engine_for
+    from controller.db import existing_engine
     from controller.oversight.audit import export
 
-    target = open(output, "w") if output else sys.stdout  # noqa: SIM115
+    engine = existing_engine(get_settings())  # before the output file is made
+    try:
+        target = open(output, "w") if output else sys.stdout  # noqa: SIM115
+    except OSError as e:
+        fail(f"cannot write {output}: {e.strerror}")
     count = 0
-    with Session(engine_for(get_settings().db_url)) as session:
+    with Session(engine) as session:
         for line in export(session):
             target.write(line + "\n")
             count += 1

@@ -72,6 +72,30 @@ def test_audit_export_writes_every_entry_as_json_lines(controller: Controller, t
     assert all(entries[i]["prev_hash"] == entries[i - 1]["hash"] for i in range(1, len(entries)))
 
 
+def test_audit_commands_pointed_at_no_database_say_so_and_create_nothing(controller: Controller, tmp_path: Any) -> None:
+    # A wrong home must not "verify" a fresh empty database as intact.
+    wrong = {"FLEETGATE_HOME": str(tmp_path / "not-the-install"), "FLEETGATE_DATABASE_URL": ""}
+    for args in (("audit", "verify"), ("audit", "export", "-o", str(tmp_path / "out.jsonl"))):
+        result = controller.cli(*args, check=False, extra_env=wrong)
+        assert result.returncode == 1, result
+        assert "there is no fleetgate database at" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "not-the-install").exists()
+    assert not (tmp_path / "out.jsonl").exists()
+    stranger = tmp_path / "stranger.db"
+    with sqlite3.connect(stranger) as db:
+        db.execute("create table notes (text)")
+    result = controller.cli(
+        "audit", "verify", check=False, extra_env={"FLEETGATE_DATABASE_URL": f"sqlite:///{stranger}"}
+    )
+    assert result.returncode == 1
+    assert "is not at this version's schema; `fleetgate init` migrates it" in result.stderr
+    unwritable = controller.cli("audit", "export", "-o", str(tmp_path / "no" / "such" / "dir.jsonl"), check=False)
+    assert unwritable.returncode == 1
+    assert "cannot write" in unwritable.stderr
+    assert "No such file or directory" in unwritable.stderr
+
+
 def test_every_decision_and_admin_change_is_in_the_audit_log(
     governed: Callable[..., dict[str, Any]], run_agent: Callable[[str, str], AgentRun], admin: httpx.Client
 ) -> None:
