@@ -96,7 +96,43 @@ class BodyLimit:
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+class CatchAll:
+    """Any error no handler took: logged with a reference and answered with a JSON 500.
+
+    Starlette's own handler for `Exception` sends its response and then re-raises to the server, which drops
+    the connection, so a client saw a reset instead of the 500. Here the error ends with the response.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            ref = uuid.uuid4().hex[:12]
+            log.exception("unhandled error %s on %s %s", ref, scope.get("method"), scope.get("path"))
+            if started:  # half an answer is out: only closing the connection can tell the client
+                raise
+            detail = f"internal error (reference {ref}); the controller log has the details"
+            await JSONResponse({"detail": detail}, status_code=500)(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI, *, body_limit: int) -> None:
+    """Every error answered as JSON with a `detail`: bodies over `body_limit`, bad input, domain errors, the rest."""
+    app.add_middleware(BodyLimit, limit=body_limit)
+    app.add_middleware(CatchAll)  # outermost of ours: it also sees what BodyLimit lets through
+
     @app.exception_handler(FleetgateError)
     async def domain_error(_: Request, exc: FleetgateError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
@@ -117,21 +153,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def database_busy(request: Request, exc: OperationalError) -> JSONResponse:
         if "locked" not in str(exc):
-            return await unexpected(request, exc)
+            raise exc  # to CatchAll
         log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
         return JSONResponse(
             {"detail": "the database is busy right now; try again in a moment"},
             status_code=503,
             headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        ref = uuid.uuid4().hex[:12]
-        log.exception("unhandled error %s on %s %s", ref, request.method, request.url.path)
-        return JSONResponse(
-            {"detail": f"internal error (reference {ref}); the controller log has the details"},
-            status_code=500,
         )
 
 
@@ -172,14 +199,13 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
     app.state.fleet = fleet
     fleet.bus  # noqa: B018 (installs this process's event bus)
     app.state.engine = fleet.engine
-    install_error_handlers(app)
+    install_error_handlers(app, body_limit=fleet.settings.max_body_bytes)
     from controller.console import routes as console
 
     routers = (system, sandboxes, approvals, actions, grants, audit, events, policy, links, tokens, templates, hosts)
     for module in (*routers, images, metrics, console):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=console.STATIC), name="static")
-    app.add_middleware(BodyLimit, limit=fleet.settings.max_body_bytes)
     return app
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlmodel import col, select
 
-from controller.api.deps import SessionDep, Viewer, WriteSessionDep
+from controller.api.deps import Before, RowId, SessionDep, Viewer, WriteSessionDep
 from controller.errors import NotFound
 from controller.oversight import audit
 from controller.oversight.models import Action, ActionStatus, ReviewRequest
@@ -28,7 +28,7 @@ def list_actions(
     tool: str | None = None,
     review: Annotated[str | None, Query(pattern="^(reviewed|flagged|none)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Before = None,
 ) -> dict[str, Any]:
     """Actions newest first, filtered by sandbox, status, tool or review mark."""
     query = select(Action)
@@ -49,7 +49,7 @@ def list_actions(
 
 
 @router.get("/{action_id}")
-def get_action(action_id: int, _: Viewer, session: SessionDep) -> dict[str, Any]:
+def get_action(action_id: RowId, _: Viewer, session: SessionDep) -> dict[str, Any]:
     action = session.get(Action, action_id)
     if action is None:
         raise NotFound(f"no action {action_id}")
@@ -57,7 +57,7 @@ def get_action(action_id: int, _: Viewer, session: SessionDep) -> dict[str, Any]
 
 
 @router.post("/{action_id}/review")
-def review_action(action_id: int, body: ReviewRequest, user: Viewer, session: WriteSessionDep) -> dict[str, Any]:
+def review_action(action_id: RowId, body: ReviewRequest, user: Viewer, session: WriteSessionDep) -> dict[str, Any]:
     """Mark an action reviewed or flagged after the fact (auditors and everyone above)."""
     action = session.get(Action, action_id)
     if action is None:

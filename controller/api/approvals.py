@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
-from controller.api.deps import Approver, FleetDep, SessionDep, Viewer, WriteSessionDep
+from controller.api.deps import Approver, Before, FleetDep, RowId, SessionDep, Viewer, WriteSessionDep
 from controller.errors import Conflict, Invalid
 from controller.oversight import audit
 from controller.oversight.approvals import decide, get_approval, grant_match, may_decide
@@ -111,7 +111,7 @@ def list_approvals(
     kind: ApprovalKind | None = None,
     sandbox: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before: Annotated[int | None, Query(ge=1, description="only items older than this id (paging)")] = None,
+    before: Before = None,
 ) -> dict[str, Any]:
     """The queue for the whole fleet, newest first; `status=` (empty) lists every status."""
     query = sa.select(*(getattr(Approval, name) for name in _FIELDS))
@@ -134,13 +134,13 @@ def list_approvals(
 
 
 @router.get("/{approval_id}", response_model=ApprovalPublic)
-def get_one(approval_id: int, _: Viewer, session: SessionDep) -> dict[str, Any]:
+def get_one(approval_id: RowId, _: Viewer, session: SessionDep) -> dict[str, Any]:
     return publish(session, [get_approval(session, approval_id)])[0]
 
 
 @router.post("/{approval_id}/decision", response_model=dict[str, Any])
 def decision(
-    approval_id: int, body: DecisionRequest, user: Approver, fleet: FleetDep, session: WriteSessionDep
+    approval_id: RowId, body: DecisionRequest, user: Approver, fleet: FleetDep, session: WriteSessionDep
 ) -> dict[str, Any]:
     """Approve (optionally with edited args, optionally remembered as a grant) or deny with a message."""
     decided = decide(session, approval_id=approval_id, user=user, request=body)
@@ -155,7 +155,7 @@ def decision(
 
 
 @router.post("/{approval_id}/take", response_model=ApprovalPublic)
-def take(approval_id: int, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
+def take(approval_id: RowId, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
     """Assign a pending item (an escalation, say) to yourself, so others see someone is on it."""
     approval = get_approval(session, approval_id)
     if approval.status != ApprovalStatus.pending:
@@ -171,7 +171,9 @@ def take(approval_id: int, user: Approver, session: WriteSessionDep) -> dict[str
 
 
 @router.get("/{approval_id}/preview", response_model=dict[str, Any])
-def preview(approval_id: int, _: Viewer, session: SessionDep, scope: GrantScope = GrantScope.sandbox) -> dict[str, Any]:
+def preview(
+    approval_id: RowId, _: Viewer, session: SessionDep, scope: GrantScope = GrantScope.sandbox
+) -> dict[str, Any]:
     """What remembering this approval would allow: the grant's match, and the past actions it would have covered."""
     approval = get_approval(session, approval_id)
     action = session.get(Action, approval.action_id) if approval.action_id else None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
-from controller.api.deps import FleetDep, SessionDep, Viewer
+from controller.api.deps import Before, FleetDep, SessionDep, Viewer
 from controller.oversight import audit
 from controller.oversight.models import AuditEntry
 
@@ -25,7 +25,7 @@ def list_audit(
     subject: str | None = None,
     q: Annotated[str | None, Query(max_length=200, description="text to find in actor, event or subject")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Before = None,
 ) -> dict[str, Any]:
     """Audit entries newest first; filter by actor, event (prefix with `*`), subject, or free text."""
     query = select(AuditEntry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 
 from controller.auth import require
 from controller.db import SessionDep, WriteSessionDep
@@ -26,5 +26,20 @@ SandboxId = Annotated[
     str,
     Path(pattern=SANDBOX_ID_PATTERN, description="a sandbox id, like sb_0123456789ab"),
 ]
+ROW_ID_MAX = 2**63 - 1  # the largest id a database row can have (SQLite and PostgreSQL bigint alike)
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="a row id")]
+Before = Annotated[int | None, Query(ge=1, le=ROW_ID_MAX, description="only items older than this id (paging)")]
 
-__all__ = ["Admin", "Approver", "FleetDep", "Operator", "SandboxId", "SessionDep", "Viewer", "WriteSessionDep"]
+__all__ = [
+    "ROW_ID_MAX",
+    "Admin",
+    "Approver",
+    "Before",
+    "FleetDep",
+    "Operator",
+    "RowId",
+    "SandboxId",
+    "SessionDep",
+    "Viewer",
+    "WriteSessionDep",
+]

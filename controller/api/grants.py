@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from controller.api.deps import Approver, SessionDep, Viewer, WriteSessionDep
+from controller.api.deps import Approver, RowId, SessionDep, Viewer, WriteSessionDep
 from controller.errors import Forbidden, NotFound
 from controller.models import Role, utcnow
 from controller.oversight import audit
@@ -27,7 +27,7 @@ def list_grants(_: Viewer, session: SessionDep, all: bool = False) -> dict[str, 
 
 
 @router.delete("/{grant_id}")
-def revoke_grant(grant_id: int, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
+def revoke_grant(grant_id: RowId, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
     """Revoke a grant: matching actions ask again. Needs the role that may create a grant of that scope."""
     grant = session.get(Grant, grant_id)
     if grant is None or grant.revoked_at is not None:

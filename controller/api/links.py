@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from controller.api.deps import Approver, FleetDep, SessionDep
+from controller.api.deps import Approver, FleetDep, RowId, SessionDep
 from controller.db import write_session
 from controller.errors import Conflict, FleetgateError, Forbidden
 from controller.models import User
@@ -31,7 +31,7 @@ def link_urls(base_url: str, key: bytes, approval_id: int, user: str, ttl_s: int
 
 @router.post("/api/v1/approvals/{approval_id}/links")
 def mint_links(
-    approval_id: int, user: Approver, fleet: FleetDep, session: SessionDep, request: Request
+    approval_id: RowId, user: Approver, fleet: FleetDep, session: SessionDep, request: Request
 ) -> dict[str, Any]:
     """Single-use approve/deny links that decide as you, valid until the approval's deadline (at most an hour)."""
     approval = get_approval(session, approval_id)

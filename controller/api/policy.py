@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from controller.api.deps import Admin, SessionDep, Viewer, WriteSessionDep
+from controller.api.deps import Admin, RowId, SessionDep, Viewer, WriteSessionDep
 from controller.errors import NotFound
 from controller.oversight import audit
 from controller.oversight.models import FleetPolicy, Webhook
@@ -79,7 +79,7 @@ def add_webhook(body: WebhookCreate, user: Admin, session: WriteSessionDep) -> d
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204)
-def remove_webhook(webhook_id: int, user: Admin, session: WriteSessionDep) -> None:
+def remove_webhook(webhook_id: RowId, user: Admin, session: WriteSessionDep) -> None:
     hook = session.get(Webhook, webhook_id)
     if hook is None or not hook.active:
         raise NotFound(f"no webhook {webhook_id}")

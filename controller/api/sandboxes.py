@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from controller.api.deps import FleetDep, Operator, SandboxId, SessionDep, Viewer
+from controller.api.deps import ROW_ID_MAX, FleetDep, Operator, SandboxId, SessionDep, Viewer
 from controller.events.store import OUTPUT_KINDS, history
 from controller.models import (
     ExecRequest,
@@ -76,7 +76,7 @@ def list_sandboxes(
     status: SandboxStatus | None = None,
     all: Annotated[bool, Query(description="include removed sandboxes")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=ROW_ID_MAX)] = 0,
 ) -> Page[SandboxPublic]:
     """Every sandbox with its live status (newest first)."""
     rows = fleet.sandboxes.find(session, status=status, include_removed=all, limit=limit + 1, offset=offset)
@@ -152,7 +152,7 @@ def sandbox_logs(
     _: Viewer,
     fleet: FleetDep,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="only lines after this id")] = 0,
+    after: Annotated[int, Query(ge=0, le=ROW_ID_MAX, description="only lines after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     tail: Annotated[int | None, Query(ge=1, le=10000, description="only the last N lines")] = None,
 ) -> Page[LogLine]:

@@ -50,7 +50,9 @@ def create_template(body: TemplateCreate, user: Admin, fleet: FleetDep, session:
     if session.exec(select(Template).where(Template.name == body.name)).first() is not None:
         raise Conflict(f"a template named {body.name!r} exists already")
     session.commit()  # no transaction across the image check
-    fleet.sandboxes.require_image(fleet.hosts.get(body.host), body.image)
+    host = fleet.hosts.get(body.host)
+    fleet.sandboxes.check_limits(host, cpus=body.cpus, memory_mb=body.memory_mb, ttl_s=body.ttl_s)
+    fleet.sandboxes.require_image(host, body.image)
     if body.policy is not None:
         compile_policy(body.policy, source=f"template {body.name} policy")
     template = Template.model_validate(body)
@@ -76,6 +78,7 @@ def update_template(
     template = _get(session, name)
     session.commit()  # no transaction across the image check
     changes = body.model_dump(exclude_unset=True)
+    fleet.sandboxes.check_limits(fleet.hosts.get(template.host), cpus=None, memory_mb=None, ttl_s=changes.get("ttl_s"))
     if "image" in changes:
         fleet.sandboxes.require_image(fleet.hosts.get(template.host), changes["image"])
     if changes.get("policy") is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from controller.api.deps import Admin, SessionDep, Viewer, WriteSessionDep
+from controller.api.deps import Admin, RowId, SessionDep, Viewer, WriteSessionDep
 from controller.auth import create_token
 from controller.errors import NotFound
 from controller.models import Role, Token, TokenCreate, TokenCreated, TokenPublic, User, utcnow
@@ -53,7 +53,7 @@ def list_tokens(_: Admin, session: SessionDep) -> dict[str, list[TokenPublic]]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, user: Admin, session: WriteSessionDep) -> None:
+def revoke_token(token_id: RowId, user: Admin, session: WriteSessionDep) -> None:
     token = session.get(Token, token_id)
     if token is None or token.revoked_at is not None:
         raise NotFound(f"no active token with id {token_id}")

@@ -23,7 +23,7 @@ from controller.events.store import record
 from controller.fleet import Fleet
 from controller.gateway import oversight
 from controller.gateway.auth import CurrentSandbox, TokenCache
-from controller.main import BodyLimit, install_error_handlers
+from controller.main import install_error_handlers
 from controller.models import SANDBOX_ID_PATTERN, SandboxStatus, utcnow
 from controller.oversight.signals import DecisionWaiter
 
@@ -85,8 +85,7 @@ def create_gateway(fleet: Fleet) -> FastAPI:
     app.state.engine = fleet.engine
     app.state.waiter = waiter
     app.include_router(oversight.router)
-    install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=8 << 20)
+    install_error_handlers(app, body_limit=8 << 20)
     prefix = "/runtime/v1/sandboxes/{sandbox_id}"
 
     @app.get(prefix)

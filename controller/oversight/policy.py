@@ -43,6 +43,8 @@ RULE_KEYS = (
     "approvers", "quorum", "timeout_s", "on_timeout", "rememberable", "escalate", "match", "not_match",
 )  # fmt: skip
 MAX_NODES = 20_000
+MAX_QUORUM = 20  # approvers needed for one decision
+MAX_TIMEOUT_S = 30 * 24 * 3600  # the longest an approval may wait before its default applies
 
 
 class _Ranked(StrEnum):
@@ -465,6 +467,10 @@ def _settings(raw: Mapping[str, Any], place: Place) -> Settings:
     )
     if quorum < 1 or (timeout is not None and timeout <= 0):
         raise SpecError((*place, "quorum" if quorum < 1 else "timeout_s"), "must be at least 1")
+    if quorum > MAX_QUORUM:
+        raise SpecError((*place, "quorum"), f"must be at most {MAX_QUORUM} (got {quorum})")
+    if timeout is not None and timeout > MAX_TIMEOUT_S:
+        raise SpecError((*place, "timeout_s"), f"must be at most {MAX_TIMEOUT_S} (30 days; got {timeout})")
     return Settings(
         message=_typed(raw, place, "message", str, "a string", None),
         approvers=tuple(approvers),

@@ -148,16 +148,19 @@ class SandboxService:
         return plan
 
     def _check_limits(self, plan: Plan) -> None:
-        facts = plan.host.facts
-        if plan.cpus > facts.ncpu:
-            raise Invalid(f"resources.cpus {plan.cpus:g} is more than host {plan.host.name!r} has ({facts.ncpu})")
-        if facts.mem_bytes and plan.memory_mb * (1 << 20) > facts.mem_bytes:
+        self.check_limits(plan.host, cpus=plan.cpus, memory_mb=plan.memory_mb, ttl_s=plan.ttl_s)
+
+    def check_limits(self, host: DockerHost, *, cpus: float | None, memory_mb: int | None, ttl_s: int | None) -> None:
+        """Limits a sandbox on `host` can be given (also checked when a template is saved, not at its first use)."""
+        facts = host.facts
+        if cpus is not None and cpus > facts.ncpu:
+            raise Invalid(f"resources.cpus {cpus:g} is more than host {host.name!r} has ({facts.ncpu})")
+        if memory_mb is not None and facts.mem_bytes and memory_mb * (1 << 20) > facts.mem_bytes:
             raise Invalid(
-                f"resources.memory_mb {plan.memory_mb} is more than host {plan.host.name!r} has "
-                f"({facts.mem_bytes >> 20} MiB)"
+                f"resources.memory_mb {memory_mb} is more than host {host.name!r} has ({facts.mem_bytes >> 20} MiB)"
             )
-        if plan.ttl_s is not None and plan.ttl_s > self.settings.max_ttl_s:
-            raise Invalid(f"ttl_s {plan.ttl_s} is longer than the maximum {self.settings.max_ttl_s} s")
+        if ttl_s is not None and ttl_s > self.settings.max_ttl_s:
+            raise Invalid(f"ttl_s {ttl_s} is longer than the maximum {self.settings.max_ttl_s} s")
 
     def plan_for_pool(self, *, session: Session, template: Template) -> Plan:
         return self.plan(session=session, request=SandboxCreate(template=template.name))

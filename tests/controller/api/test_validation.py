@@ -205,3 +205,33 @@ def test_an_unreachable_engine_is_a_clear_503(engineless: tuple[TestClient, str]
     assert "Start it" in detail
     status = client.get("/api/v1/status", headers={"Authorization": f"Bearer {token}"}).json()
     assert status["checks"]["docker"]["local"].startswith("error:")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"ttl_s": 10**30}, ["ttl_s", "longer than the maximum"]),
+        ({"cpus": 200}, ["resources.cpus 200 is more than host"]),
+        ({"memory_mb": 1 << 20}, ["resources.memory_mb", "is more than host"]),
+    ],
+)
+def test_a_template_no_sandbox_could_be_made_from_is_refused_when_saved(
+    admin: httpx.Client, body: dict[str, Any], words: list[str]
+) -> None:
+    response = admin.post("/api/v1/templates", json={"name": "impossible", "image": "fleetgate/python:latest", **body})
+    assert response.status_code == 422, response.text
+    for word in words:
+        assert word in response.json()["detail"]
+    assert admin.get("/api/v1/templates/impossible").status_code == 404
+
+
+def test_a_template_update_to_an_impossible_ttl_is_refused(admin: httpx.Client) -> None:
+    made = admin.post("/api/v1/templates", json={"name": "ttl-edit", "image": "fleetgate/python:latest"})
+    assert made.status_code == 201, made.text
+    try:
+        response = admin.patch("/api/v1/templates/ttl-edit", json={"ttl_s": 10**30})
+        assert response.status_code == 422
+        assert "longer than the maximum" in response.json()["detail"]
+        assert admin.get("/api/v1/templates/ttl-edit").json()["ttl_s"] is None
+    finally:
+        admin.delete("/api/v1/templates/ttl-edit")

@@ -560,6 +560,14 @@ def test_shell_examples_mean_catch_for_deny_rules_and_cover_for_allow_rules() ->
             "p.yaml line 4: rules[0].timeout_s: must be at least 1",
         ),
         (
+            "default: ask\nrules:\n  - decision: ask\n    timeout_s: 1000000000000000000000000000000\n",
+            "p.yaml line 4: rules[0].timeout_s: must be at most 2592000 (30 days; got 1000000000000000000000000000000)",
+        ),
+        (
+            "default: ask\nrules:\n  - decision: ask\n    quorum: 21\n",
+            "p.yaml line 4: rules[0].quorum: must be at most 20 (got 21)",
+        ),
+        (
             "default: ask\nrules:\n  - decision: ask\n    on_timeout: ask\n",
             'p.yaml line 4: rules[0].on_timeout: must be one of deny, allow (got "ask")',
         ),
