@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 SANDBOX_ID_PATTERN = r"^sb_[0-9a-f]{12}$"
+ROW_ID_MAX = 2**63 - 1  # the largest id a database row can have (SQLite and PostgreSQL bigint alike)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from controller.auth import require
 from controller.db import SessionDep, WriteSessionDep
 from controller.fleet import Fleet
-from controller.models import SANDBOX_ID_PATTERN, Role, User
+from controller.models import ROW_ID_MAX, SANDBOX_ID_PATTERN, Role, User
 
 
 def get_fleet(request: Request) -> Fleet:
@@ -26,7 +26,6 @@ SandboxId = Annotated[
     str,
     Path(pattern=SANDBOX_ID_PATTERN, description="a sandbox id, like sb_0123456789ab"),
 ]
-ROW_ID_MAX = 2**63 - 1  # the largest id a database row can have (SQLite and PostgreSQL bigint alike)
 RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="a row id")]
 Before = Annotated[int | None, Query(ge=1, le=ROW_ID_MAX, description="only items older than this id (paging)")]
 

@@ -61,7 +61,7 @@ def parse_output(body: bytes) -> list[tuple[str, dict[str, Any]]]:
 
 
 class Exit(BaseModel):
-    exit_code: int
+    exit_code: int = Field(ge=-(2**31), le=2**31 - 1)
 
 
 class LogEntry(BaseModel):

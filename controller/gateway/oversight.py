@@ -21,7 +21,7 @@ from controller.db import write_session
 from controller.errors import NotFound
 from controller.fleet import Fleet
 from controller.gateway.auth import CurrentSandbox, sandbox_for_token
-from controller.models import SANDBOX_ID_PATTERN, Sandbox, utcnow
+from controller.models import ROW_ID_MAX, SANDBOX_ID_PATTERN, Sandbox, utcnow
 from controller.oversight import audit
 from controller.oversight.approvals import get_approval
 from controller.oversight.brokers import broker_for
@@ -104,7 +104,7 @@ def _propose(fleet: Fleet, sandbox_id: str, body: Proposal, secret: str) -> dict
 
 @router.get("/actions/{action_id}", response_model=None)
 async def action_state(
-    sandbox: CurrentSandbox, action_id: Annotated[int, Path(ge=1)], request: Request, wait_s: WaitS = 0
+    sandbox: CurrentSandbox, action_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)], request: Request, wait_s: WaitS = 0
 ) -> dict[str, Any] | JSONResponse:
     """The action's decision; with `wait_s`, wait up to that long for a pending one to be decided."""
     fleet = fleet_of(request)
@@ -177,7 +177,7 @@ def _open(fleet: Fleet, sandbox_id: str, kind: ApprovalKind, summary: str, data:
 
 @router.get("/approvals/{approval_id}")
 async def approval_state(
-    sandbox: CurrentSandbox, approval_id: Annotated[int, Path(ge=1)], request: Request, wait_s: WaitS = 0
+    sandbox: CurrentSandbox, approval_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)], request: Request, wait_s: WaitS = 0
 ) -> dict[str, Any]:
     """A checkpoint's or escalation's outcome: status, and the reviewer's message."""
     fleet = fleet_of(request)

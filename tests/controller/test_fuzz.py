@@ -1,19 +1,24 @@
-"""Every route of the REST API, fed bad input the way people and scripts produce it: never a 5xx, never a
-traceback, always a JSON `detail` a person can act on.
+"""Every route of the REST API and of the runtime gateway, fed bad input the way people, scripts and hostile
+agents produce it: never a 5xx, never a traceback, always a JSON `detail` one can act on.
 
-The routes come from the running controller's own /openapi.json, so a route added later is fuzzed too. Bodies are
-always invalid (malformed JSON, the wrong shape, one field of the wrong type), so nothing the requests ask for is
-carried out; the controller is this module's own all the same.
+The routes come from the apps' own OpenAPI descriptions, so a route added later is fuzzed too. Bodies are always
+invalid (malformed JSON, the wrong shape, one field of the wrong type or a number no column holds), so nothing the
+requests ask for is carried out; the controller is this module's own all the same.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from controller.config import Settings
+from controller.fleet import Fleet
+from controller.gateway.app import create_gateway
 from tests.conftest import Controller, make_controller, remove_instance
 
 NASTY = ["0", "-1", "99999999999999999999999", "1e309", "sb_zzzzzzzzzzzz", "..", "%00", "x" * 300, "null", "1.5"]
@@ -33,10 +38,10 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, python_
         remove_instance(docker_client, lambda inst: inst == ctl.instance)
 
 
-def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def operations(spec: dict[str, Any], prefix: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
-            if path.startswith("/api/"):
+            if path.startswith(prefix):
                 yield method.upper(), path, op
 
 
@@ -102,26 +107,54 @@ def check(client: httpx.Client, request: httpx.Request, what: str, failures: lis
         failures.append(f"{what}: {response.status_code} {response.text[:200] if detail is None else detail}")
 
 
-def test_no_route_answers_bad_input_with_a_5xx(fuzzed: Controller) -> None:
-    failures: list[str] = []
+def test_no_api_route_answers_bad_input_with_a_5xx(fuzzed: Controller) -> None:
     with fuzzed.http("admin") as client:
         spec = client.get("/openapi.json").json()
-        ops = list(operations(spec))
-        assert len(ops) >= 40, "the API lost its routes"
-        for method, path, op in ops:
-            params = op.get("parameters", [])
-            has_path_params = any(p["in"] == "path" for p in params)
-            targets = [path_with(path, value) for value in NASTY] if has_path_params else [path]
-            for target in targets:
-                if method in ("POST", "PUT", "PATCH"):
-                    for label, raw in bodies(spec, op):
-                        request = client.build_request(method, target, content=raw, headers=JSON)
-                        check(client, request, f"{method} {target} with {label}", failures)
-                elif has_path_params:
-                    check(client, client.build_request(method, target), f"{method} {target}", failures)
-            for param in (p for p in params if p["in"] == "query"):
-                for value in NASTY:
-                    # Path parameters name nothing that exists ("0"), so a query accepted changes nothing.
-                    request = client.build_request(method, path_with(path, "0"), params={param["name"]: value})
-                    check(client, request, f"{method} {path}?{param['name']}={value[:20]}", failures)
+        assert len(list(operations(spec, "/api/"))) >= 40, "the API lost its routes"
+        failures = fuzz(client, spec, "/api/", {})
     assert not failures, "\n".join(failures[:40])
+
+
+def test_no_gateway_route_answers_a_sandbox_with_a_5xx(fuzzed: Controller, tmp_path: Path) -> None:
+    """What an agent can send its own gateway, with its own valid token: malformed, mistyped, oversized."""
+    with fuzzed.http("operator") as operator:
+        created = operator.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest"})
+        assert created.status_code == 201, created.text
+        sandbox_id = created.json()["id"]
+    creds = json.loads((fuzzed.home / "sandboxes" / sandbox_id / "sandbox.json").read_text())
+    spec = create_gateway(Fleet(Settings(home=tmp_path))).openapi()
+    assert len(list(operations(spec, "/runtime/"))) >= 10, "the gateway lost its routes"
+    transport = httpx.HTTPTransport(uds=str(fuzzed.home / "gateway" / "runtime.sock"))
+    headers = {"Authorization": f"Bearer {creds['token']}"}
+    with httpx.Client(transport=transport, base_url="http://gateway", headers=headers, timeout=30) as client:
+        failures = fuzz(client, spec, "/runtime/", {"sandbox_id": sandbox_id})
+        assert client.get(f"/runtime/v1/sandboxes/{sandbox_id}").status_code == 200  # and it still serves
+    assert not failures, "\n".join(failures[:40])
+
+
+def fuzz(client: httpx.Client, spec: dict[str, Any], prefix: str, fixed: dict[str, str]) -> list[str]:
+    """Send every operation under `prefix` its bad inputs; path parameters named in `fixed` keep that value."""
+    failures: list[str] = []
+    for method, template, op in operations(spec, prefix):
+        path = template.format_map(_Keep(fixed))
+        targets = [path_with(path, value) for value in NASTY] if "{" in path else [path]
+        for target in targets:
+            if method in ("POST", "PUT", "PATCH"):
+                for label, raw in bodies(spec, op):
+                    request = client.build_request(method, target, content=raw, headers=JSON)
+                    check(client, request, f"{method} {target} with {label}", failures)
+            elif "{" in path:
+                check(client, client.build_request(method, target), f"{method} {target}", failures)
+        for param in (p for p in op.get("parameters", []) if p["in"] == "query"):
+            for value in NASTY:
+                # Path parameters name nothing that exists ("0"), so a query accepted changes nothing.
+                request = client.build_request(method, path_with(path, "0"), params={param["name"]: value})
+                check(client, request, f"{method} {path}?{param['name']}={value[:20]}", failures)
+    return failures
+
+
+class _Keep(dict[str, str]):
+    """format_map that leaves the placeholders it has no value for."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
