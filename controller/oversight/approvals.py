@@ -31,6 +31,7 @@ from controller.oversight.models import (
     GrantScope,
     Vote,
 )
+from controller.oversight.notify import announce
 
 SCOPE_ROLE = {GrantScope.sandbox: Role.approver, GrantScope.template: Role.operator, GrantScope.fleet: Role.admin}
 
@@ -183,6 +184,7 @@ def settle(
         message=message,
         args=args,
     )
+    announce(session, approval.id or 0, "approval.decided")
     return decided
 
 

@@ -18,6 +18,7 @@ from controller.events.store import record
 from controller.models import Sandbox, Template, utcnow
 from controller.oversight import audit
 from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, Grant, GrantScope
+from controller.oversight.notify import announce
 from controller.oversight.policy import (
     ActionRequest,
     Decision,
@@ -216,6 +217,7 @@ def open_action_approval(session: Session, *, sandbox: Sandbox, action: Action, 
         summary=approval.summary,
         action_id=action.id,
     )
+    announce(session, approval.id or 0, "approval.requested")
     return approval
 
 

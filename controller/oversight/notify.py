@@ -10,13 +10,16 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
+from controller.models import utcnow
 from controller.oversight.links import link_key, sign
-from controller.oversight.models import Approval, Delivery, Webhook
+from controller.oversight.models import Approval, Delivery, Notification, Webhook
 
 BACKOFF_S = (1, 2, 4, 8, 16, 32)
 
@@ -36,6 +39,44 @@ def payload(approval: Approval, event: str, *, links: dict[str, str] | None) -> 
         "approval": json.loads(approval.model_dump_json(exclude={"requester_id"})),
         "links": links,
     }
+
+
+def announce(session: Session, approval_id: int, event: str) -> None:
+    """Keep an approval event for the webhooks in the caller's transaction: it is sent if, and only if, the
+    event itself is committed, whether or not Redis is there to queue the work right then."""
+    session.add(Notification(approval_id=approval_id, event=event))
+
+
+def claim(session: Session, approval_id: int, event: str) -> bool:
+    """Take the event's notification for planning (compare-and-set): a second run of the same task gets False."""
+    taken = session.execute(
+        sa.update(Notification)
+        .where(
+            col(Notification.approval_id) == approval_id,
+            col(Notification.event) == event,
+            col(Notification.planned).is_(False),
+        )
+        .values(planned=True)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def stranded(
+    session: Session, *, notes_after: timedelta, sends_after: timedelta
+) -> tuple[list[tuple[int, str]], list[int]]:
+    """Work whose task never reached the worker: notifications not planned, and deliveries never tried."""
+    now = utcnow()
+    notes = session.exec(
+        select(Notification.approval_id, Notification.event).where(
+            col(Notification.planned).is_(False), col(Notification.created_at) < now - notes_after
+        )
+    ).all()
+    sends = session.exec(
+        select(Delivery.id).where(
+            Delivery.status == "pending", Delivery.attempts == 0, col(Delivery.created_at) < now - sends_after
+        )
+    ).all()
+    return [(a, e) for a, e in notes], [d for d in sends if d is not None]
 
 
 def plan_deliveries(session: Session, *, approval_id: int, event: str, base_url: str, home: Any) -> list[Delivery]:

@@ -14,6 +14,7 @@ from controller.models import Sandbox
 from controller.oversight import audit
 from controller.oversight.approvals import Decided
 from controller.oversight.models import Approval, ApprovalKind
+from controller.oversight.notify import announce
 from controller.oversight.signals import publish_decided
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def open_item(
         summary=summary,
         data=data or {},
     )
+    announce(session, item.id or 0, "approval.requested")
     return item
 
 

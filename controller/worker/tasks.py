@@ -25,7 +25,7 @@ from controller.oversight import audit
 from controller.oversight.approvals import expire_due
 from controller.oversight.brokers import broker_for
 from controller.oversight.models import Action, Delivery, Webhook
-from controller.oversight.notify import BACKOFF_S, plan_deliveries, send
+from controller.oversight.notify import BACKOFF_S, claim, plan_deliveries, send, stranded
 from controller.oversight.queue import after_decision
 from controller.oversight.signals import publish_decided
 from controller.sandboxes import pool
@@ -131,7 +131,8 @@ def sample_resources() -> int:
 
 @app.task(name="fleetgate.approvals.sweep")
 def sweep_approvals() -> list[int]:
-    """Apply the default outcome to approvals past their deadline, and wake their agents."""
+    """Apply the default outcome to approvals past their deadline, and wake their agents; queue again the work
+    whose task never reached the worker (Redis was away when it was due)."""
     f = fleet()
     with write_session(f.engine) as session:
         decided = expire_due(session)
@@ -140,9 +141,16 @@ def sweep_approvals() -> list[int]:
                 Action.broker_status == "queued", col(Action.decided_at) < utcnow() - timedelta(seconds=30)
             )
         ).all()
+        # A notification is claimed by compare-and-set, so queueing one twice is harmless; a delivery is sent
+        # at least once (receivers dedupe by X-Fleetgate-Delivery), so it is given a minute before it counts.
+        notes, sends = stranded(session, notes_after=timedelta(seconds=5), sends_after=timedelta(seconds=60))
     after_decision(f, decided)
-    for action_id in stuck:  # allowed brokered actions whose task never got queued (Redis was away)
+    for action_id in stuck:
         run_broker.delay(action_id)
+    for approval_id, event in notes:
+        notify_approval.delay(approval_id, event)
+    for delivery_id in sends:
+        deliver_webhook.delay(delivery_id)
     return [d.approval.id or 0 for d in decided]
 
 
@@ -151,6 +159,8 @@ def notify_approval(approval_id: int, event: str) -> list[int]:
     """Plan one webhook delivery per subscriber of `event` and send each in its own task."""
     f = fleet()
     with write_session(f.engine) as session:
+        if not claim(session, approval_id, event):
+            return []  # planned already, by an earlier run of this task
         deliveries = plan_deliveries(
             session, approval_id=approval_id, event=event, base_url=f.settings.public_url, home=f.settings.home
         )

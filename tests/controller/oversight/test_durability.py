@@ -18,6 +18,7 @@ import redis
 
 from tests.conftest import Controller, free_port, make_controller, remove_instance, wait_for
 from tests.controller.oversight.conftest import agent_script, decide, pending_for
+from tests.controller.oversight.test_audit_and_notify import Receiver
 
 
 class RedisServer:
@@ -178,6 +179,39 @@ def test_agent_resumes_while_redis_is_down_and_after_it_is_back(
         decide(admin, item2["id"], decision="approve")
         assert second.wait_output() == [["got", {"v": 1}]]
     assert delivered_count(own_controller, item["action_id"]) == 1
+
+
+def test_webhooks_for_approvals_made_while_redis_was_down_are_sent_once_it_is_back(
+    own_controller: Controller, own_redis: RedisServer
+) -> None:
+    receiver = Receiver()
+    later = (
+        "time.sleep(8)\ntry:\n    say('got', sdk.gate('deploy', {'v': 1}))\nexcept sdk.Denied as e:\n    say('no')\n"
+    )
+    with own_controller.http("admin") as admin, own_controller.http("operator") as operator:
+        admin.post("/api/v1/webhooks", json={"url": receiver.url}).raise_for_status()
+        body = {"image": "fleetgate/python:latest", "policy": ASK, "command": ["python3", "-c", agent_script(later)]}
+        created = operator.post("/api/v1/sandboxes", json=body)
+        assert created.status_code == 201, created.text
+        own_redis.kill()  # the agent asks while Redis is away: nothing can be queued for the webhooks
+        item = pending_for(admin, created.json()["id"], timeout=60)
+        assert decide(admin, item["id"], decision="approve").status_code == 200
+        agent = SandboxAgent(own_controller, created.json()["id"])
+        assert agent.wait_output() == [["got", {"v": 1}]]
+        time.sleep(2)
+        assert receiver.calls == []
+        own_redis.start()
+
+        def events() -> list[str]:
+            sent = [json.loads(body) for _, body in receiver.calls]
+            return sorted(p["event"] for p in sent if p["approval"]["id"] == item["id"])
+
+        try:
+            wait_for(lambda: len(events()) >= 2, timeout=60, what="both notifications once Redis is back")
+            time.sleep(3)  # more sweeps run: nothing is sent twice
+            assert events() == ["approval.decided", "approval.requested"]
+        finally:
+            receiver.server.shutdown()
 
 
 def test_killed_controller_leaves_no_orphan_worker(own_controller: Controller) -> None:
