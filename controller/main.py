@@ -53,6 +53,18 @@ class _TooLarge(Exception):
     pass
 
 
+class _Watched:
+    """An ASGI `send` that notes whether the response has begun (after that, an error can only close it)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class BodyLimit:
     """Refuse request bodies over `limit` bytes with a JSON 413, by Content-Length or while streaming."""
 
@@ -69,7 +81,6 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
             return
         seen = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal seen
@@ -79,15 +90,11 @@ class BodyLimit:
                 raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = _Watched(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, watched)
         except _TooLarge:
-            if started:
+            if watched.started:
                 raise
             await self._refuse(scope, receive, send)
 
@@ -110,19 +117,13 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = _Watched(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, watched)
         except Exception:
             ref = uuid.uuid4().hex[:12]
             log.exception("unhandled error %s on %s %s", ref, scope.get("method"), scope.get("path"))
-            if started:  # half an answer is out: only closing the connection can tell the client
+            if watched.started:  # half an answer is out: only closing the connection can tell the client
                 raise
             detail = f"internal error (reference {ref}); the controller log has the details"
             await JSONResponse({"detail": detail}, status_code=500)(scope, receive, send)

@@ -181,6 +181,17 @@ def make_controller(root: Path, redis_url: str, **extra_env: str) -> Controller:
     return ctl
 
 
+@contextlib.contextmanager
+def running(ctl: Controller, docker_client: Any) -> Iterator[Controller]:
+    """The controller started; stopped afterwards, with every container and volume it made removed."""
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+        remove_instance(docker_client, lambda inst: inst == ctl.instance)
+
+
 @pytest.fixture(scope="session")
 def controller(
     tmp_path_factory: pytest.TempPathFactory, docker_client: Any, redis_url: str, python_image: str
@@ -193,12 +204,8 @@ def controller(
         FLEETGATE_POOL_SIZE="1",
         FLEETGATE_HEARTBEAT_S="1",
     )
-    ctl.start()
-    try:
+    with running(ctl, docker_client):
         yield ctl
-    finally:
-        ctl.stop()
-        remove_instance(docker_client, lambda inst: inst == ctl.instance)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from controller.config import Settings
 from controller.fleet import Fleet
 from controller.gateway.app import create_gateway
-from tests.conftest import Controller, make_controller, remove_instance
+from tests.conftest import Controller, make_controller, running
 
 NASTY = ["0", "-1", "99999999999999999999999", "1e309", "sb_zzzzzzzzzzzz", "..", "%00", "x" * 300, "null", "1.5"]
 JSON = {"Content-Type": "application/json"}
@@ -30,12 +30,8 @@ MALFORMED = [b"{not json", b"[]", b'"text"', b"123", b'{"a":' * 64 + b"1" + b"}"
 def fuzzed(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, python_image: str) -> Iterator[Controller]:
     redis_url = "redis://127.0.0.1:6379/9"
     ctl = make_controller(tmp_path_factory.mktemp("fuzz"), redis_url, FLEETGATE_POOL_SIZE="0")
-    ctl.start()
-    try:
+    with running(ctl, docker_client):
         yield ctl
-    finally:
-        ctl.stop()
-        remove_instance(docker_client, lambda inst: inst == ctl.instance)
 
 
 def operations(spec: dict[str, Any], prefix: str) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -22,7 +22,7 @@ from sqlmodel import SQLModel
 from controller.config import Settings
 from controller.db import engine_for, migrate, schema_is_current, write_session
 from controller.oversight import audit
-from tests.conftest import make_controller, remove_instance
+from tests.conftest import make_controller, running
 from tests.controller.oversight.conftest import AgentRun, agent_script, decide, parsed, pending_for
 
 SOCKET_DIR = "/var/run/postgresql"
@@ -87,19 +87,14 @@ def test_a_controller_on_postgresql_runs_the_oversight_flow(
     pg_url: str, tmp_path: Path, redis_url: str, docker_client: Any, python_image: str
 ) -> None:
     ctl = make_controller(tmp_path, "redis://127.0.0.1:6379/7", FLEETGATE_DATABASE_URL=pg_url, FLEETGATE_POOL_SIZE="0")
-    ctl.start()
-    try:
-        with ctl.http("operator") as operator, ctl.http("admin") as admin:
-            policy = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
-            sandbox = operator.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest", "policy": policy})
-            assert sandbox.status_code == 201, sandbox.text
-            sandbox_id = sandbox.json()["id"]
-            run = AgentRun(admin, sandbox_id, agent_script("say(sdk.gate('deploy', {'v': 1}))\n")).start()
-            item = pending_for(admin, sandbox_id)
-            assert decide(admin, item["id"], decision="approve", args={"v": 2}).status_code == 200
-            assert parsed(run.lines()) == [[{"v": 2}]]
-            assert admin.get("/api/v1/audit/verify").json()["ok"] is True
-            assert admin.delete(f"/api/v1/sandboxes/{sandbox_id}").status_code == 200
-    finally:
-        ctl.stop()
-        remove_instance(docker_client, lambda inst: inst == ctl.instance)
+    with running(ctl, docker_client), ctl.http("operator") as operator, ctl.http("admin") as admin:
+        policy = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
+        sandbox = operator.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest", "policy": policy})
+        assert sandbox.status_code == 201, sandbox.text
+        sandbox_id = sandbox.json()["id"]
+        run = AgentRun(admin, sandbox_id, agent_script("say(sdk.gate('deploy', {'v': 1}))\n")).start()
+        item = pending_for(admin, sandbox_id)
+        assert decide(admin, item["id"], decision="approve", args={"v": 2}).status_code == 200
+        assert parsed(run.lines()) == [[{"v": 2}]]
+        assert admin.get("/api/v1/audit/verify").json()["ok"] is True
+        assert admin.delete(f"/api/v1/sandboxes/{sandbox_id}").status_code == 200

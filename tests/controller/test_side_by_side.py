@@ -9,7 +9,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from tests.conftest import Controller, make_controller, remove_instance
+from tests.conftest import Controller, make_controller, running
 
 
 @pytest.fixture
@@ -17,12 +17,8 @@ def second(tmp_path: Path, docker_client: Any, python_image: str) -> Iterator[Co
     ctl = make_controller(
         tmp_path, "redis://127.0.0.1:6379/12", FLEETGATE_RECONCILE_INTERVAL_S="1", FLEETGATE_POOL_SIZE="0"
     )
-    ctl.start()
-    try:
+    with running(ctl, docker_client):
         yield ctl
-    finally:
-        ctl.stop()
-        remove_instance(docker_client, lambda inst: inst == ctl.instance)
 
 
 def test_two_controllers_run_side_by_side(controller: Controller, second: Controller, docker_client: Any) -> None:

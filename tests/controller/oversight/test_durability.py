@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import Controller, free_port, make_controller, remove_instance, wait_for
+from tests.conftest import Controller, free_port, make_controller, running, wait_for
 from tests.controller.oversight.conftest import agent_script, decide, pending_for
 from tests.controller.oversight.test_audit_and_notify import Receiver
 
@@ -65,12 +65,8 @@ def own_controller(
     tmp_path: Path, own_redis: RedisServer, docker_client: Any, python_image: str
 ) -> Iterator[Controller]:
     ctl = make_controller(tmp_path / "ctl", own_redis.url, FLEETGATE_POOL_SIZE="0", FLEETGATE_APPROVAL_SWEEP_S="1")
-    ctl.start()
-    try:
+    with running(ctl, docker_client):
         yield ctl
-    finally:
-        ctl.stop(signal.SIGTERM)
-        remove_instance(docker_client, lambda inst: inst == ctl.instance)
 
 
 class SandboxAgent:
