@@ -109,6 +109,40 @@ def test_output_streams_into_the_terminal_with_ansi_colours(
     tab.shot("sandbox-terminal")
 
 
+def test_the_sandbox_page_browses_the_workspace_and_pauses_resumes_and_stops_it(
+    console: Callable[..., Console], sandbox_factory: Callable[..., dict[str, Any]], docker_client: Any
+) -> None:
+    script = "mkdir -p src && printf 'hello from the agent\\n' > src/notes.txt && sleep 600"
+    sandbox = sandbox_factory(command=["sh", "-c", script])
+    container = docker_client.containers.get(sandbox["container_id"])
+    tab = console()
+    page = tab.login(f"#/sandbox/{sandbox['id']}")
+    workspace = page.locator(".files")
+    workspace.get_by_role("button", name="Folder src").click()
+    workspace.get_by_role("button", name="File notes.txt").click()
+    expect(workspace.locator(".file-content")).to_have_text("hello from the agent\n")
+    expect(workspace.locator(".viewer-title")).to_have_text("src/notes.txt")
+    tab.shot("sandbox-workspace")
+
+    controls = page.get_by_role("group", name="Sandbox controls")
+    status = page.locator(".title-row .badge")
+    controls.get_by_role("button", name="Pause").click()
+    expect(status).to_have_text("paused")
+    container.reload()
+    assert container.status == "paused"
+    expect(controls.get_by_role("button", name="Pause")).to_be_hidden()
+    controls.get_by_role("button", name="Resume").click()
+    expect(status).to_have_text("running")
+    container.reload()
+    assert container.status == "running"
+    controls.get_by_role("button", name="Stop").click()
+    expect(status).to_have_text(re.compile("stopped|exited"))
+    container.reload()
+    assert container.status == "exited"
+    expect(controls.get_by_role("button", name="Stop")).to_be_disabled()
+    expect(workspace).to_contain_text("The workspace can be read while the sandbox runs.")
+
+
 def test_approving_with_edited_args_in_the_inbox_resumes_the_agent(
     console: Callable[..., Console],
     governed: Callable[..., dict[str, Any]],

@@ -94,12 +94,18 @@ export function mount(root, [id]) {
     buttons.remove.disabled = s.status === "removed";
   }
 
+  /** Show a newer state of the sandbox; the workspace is read again when it starts or stops running (it is read
+   * through the running container, so the listing would otherwise go stale or fail on the next click). */
+  function setSandbox(next) {
+    const wasRunning = sandbox ? sandbox.status === "running" : null; // null: the first load always reads it
+    sandbox = next;
+    showSandbox();
+    if (files && wasRunning !== (next.status === "running")) files.open(files.path);
+  }
+
   async function loadSandbox() {
     try {
-      const wasLive = sandbox && sandbox.status === "running";
-      sandbox = await sandboxes.get(id);
-      showSandbox();
-      if (files && sandbox.status === "running" && !wasLive) files.open(files.path);
+      setSandbox(await sandboxes.get(id));
     } catch (e) {
       updateBadge(status, "failed", e.status === 404 ? "not found" : "error");
       meta.replaceChildren(h("p", { class: "form-error" }, e.detail || String(e)));
@@ -138,8 +144,7 @@ export function mount(root, [id]) {
   async function act(verb) {
     const result = await busy(buttons[verb], () => sandboxes.act(id, verb));
     if (result) {
-      sandbox = result;
-      showSandbox();
+      setSandbox(result);
       toast(`${verb === "stop" ? "Stopped" : verb === "pause" ? "Paused" : "Resumed"} ${id}`, "ok");
     }
   }
@@ -186,9 +191,7 @@ export function mount(root, [id]) {
     loadSandbox();
     loadActions();
   }, REFETCH_MS);
-  loadSandbox().then(() => {
-    if (files && sandbox && sandbox.status !== "running") files.open(files.path);
-  });
+  loadSandbox();
   loadActions();
 
   return () => {
