@@ -63,19 +63,17 @@ def down() -> None:
 def status() -> None:
     """Whether the controller runs, and (with FLEETGATE_TOKEN) the health of what it depends on."""
     from controller import server
-
-    settings = get_settings()
-    pid = server.running_pid(settings)
-    up_now = server.healthy(settings.url)
-    out.print(
-        f"controller: {'[green]up[/]' if up_now else '[red]down[/]'} at {settings.url}"
-        + (f" (pid {pid})" if pid else "")
-    )
-    if not up_now:
-        raise typer.Exit(1)
     from controller.config import get_client_settings
 
-    if get_client_settings().token:
+    settings = get_settings()
+    client = get_client_settings()
+    url = (client.url or settings.url).rstrip("/")  # FLEETGATE_URL, as every other command
+    pid = server.running_pid(settings) if url == settings.url else None  # only this home's controller has one
+    up_now = server.healthy(url)
+    out.print(f"controller: {'[green]up[/]' if up_now else '[red]down[/]'} at {url}" + (f" (pid {pid})" if pid else ""))
+    if not up_now:
+        raise typer.Exit(1)
+    if client.token:
         checks = Client().get("/api/v1/status")["checks"]
         for name, value in checks.items():
             if isinstance(value, dict):

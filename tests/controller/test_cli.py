@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.conftest import Controller, wait_for
 
@@ -82,6 +83,16 @@ def test_status_and_template_commands(controller: Controller) -> None:
     assert "redis: ok" in status
     templates = controller.cli("template", "ls").stdout
     assert "python" in templates
+
+
+def test_status_asks_the_controller_fleetgate_url_names(controller: Controller, tmp_path: Path) -> None:
+    elsewhere = {"FLEETGATE_HOME": str(tmp_path / "other"), "FLEETGATE_BIND": "127.0.0.1:9"}
+    status = controller.cli("status", extra_env={**elsewhere, "FLEETGATE_URL": controller.url}).stdout
+    assert f"up at {controller.url}" in status
+    assert "redis: ok" in status
+    down = controller.cli("status", check=False, extra_env={**elsewhere, "FLEETGATE_URL": "http://127.0.0.1:9"})
+    assert down.returncode == 1
+    assert "down at http://127.0.0.1:9" in down.stdout
 
 
 def test_up_refuses_to_start_twice_and_init_is_idempotent(controller: Controller) -> None:
