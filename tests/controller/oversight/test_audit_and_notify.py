@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from controller.oversight.links import link_key, sign
 from tests.conftest import Controller, free_port, wait_for
 from tests.controller.oversight.conftest import AgentRun, decide, parsed, pending_for
 
@@ -219,6 +220,12 @@ def test_signed_links_decide_once_and_only_by_post(
     assert page.status_code == 200
     assert "Deny approval" in page.text
     assert admin.get(f"/api/v1/approvals/{item['id']}").json()["status"] == "pending"  # opening decides nothing
+    key = link_key(controller.home)
+    stale = sign(key, approval_id=item["id"], decision="approve", user="approver-user", ttl_s=-1)
+    expired = httpx.post(links["approve"].rsplit("/", 1)[0] + "/" + stale)
+    assert expired.status_code == 403
+    assert "expired" in expired.text
+    assert admin.get(f"/api/v1/approvals/{item['id']}").json()["status"] == "pending"
     used = httpx.post(links["deny"])
     assert "recorded" in used.text
     assert parsed(run.lines()) == [["denied", "denied by an approver"]]
