@@ -118,6 +118,9 @@ def test_the_console_stays_responsive_with_fifty_real_agents_streaming(
     for row in rows.values():
         expect(row).to_be_visible()
     tab.shot("fleet-fifty-real")
+    wrap = page.locator(".table-wrap").first
+    overflow = wrap.evaluate("el => el.scrollWidth - el.clientWidth")
+    assert overflow <= 0, f"the fleet table is {overflow} px wider than a 1280 px window: its controls are cut off"
 
     page.goto(f"{tab.controller.url}/#/sandbox/{target}")
     terminal = page.get_by_role("log", name=f"Output of {target}")
