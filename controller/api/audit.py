@@ -50,9 +50,16 @@ def list_audit(
 
 
 @router.get("/verify")
-def verify(_: Viewer, session: SessionDep) -> dict[str, Any]:
+def verify(
+    _: Viewer,
+    session: SessionDep,
+    head: Annotated[
+        str | None,
+        Query(max_length=100, description="a head recorded earlier (ID:HASH): finds rows deleted from the end too"),
+    ] = None,
+) -> dict[str, Any]:
     """Recompute the whole chain; names every edited or deleted row."""
-    return audit.verify(session).as_dict()
+    return audit.verify(session, since=audit.Head.parse(head) if head is not None else None).as_dict()
 
 
 @router.get("/export")

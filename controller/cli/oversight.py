@@ -194,18 +194,26 @@ def revoke_grant(grant_id: int) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    head: Annotated[
+        str | None,
+        typer.Option(help="a head an earlier verify printed (ID:HASH): also catches rows deleted from the end"),
+    ] = None,
+) -> None:
     """Recompute the audit chain straight from the database; exits 1 and names the rows if any was changed."""
     from sqlmodel import Session
 
     from controller.config import get_settings
     from controller.db import existing_engine
-    from controller.oversight.audit import verify
+    from controller.oversight.audit import Head, verify
 
+    since = Head.parse(head) if head is not None else None
     with Session(existing_engine(get_settings())) as session:
-        result = verify(session)
+        result = verify(session, since=since)
     if result.ok:
-        out.print(f"[green]audit chain intact[/]: {result.checked} entries, head {result.head[:16]}")
+        now = Head(result.head_id, result.head)
+        out.print(f"[green]audit chain intact[/]: {result.checked} entries, head {now}", highlight=False)
+        out.print(f"keep it elsewhere: `fleetgate audit verify --head {now}` later finds rows deleted from the end")
         return
     for problem in result.problems:
         out.print(f"[red]✗[/] {problem}", highlight=False)

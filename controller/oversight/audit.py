@@ -2,13 +2,18 @@
 
 Each entry's hash covers its id, time, actor, event, subject, data and the previous entry's hash. Appends must
 run in a `write_session` (SQLite) or take the advisory lock (PostgreSQL), so the chain has one head at a time.
-Ids are never reused, so a deleted row shows as a gap even where the chain is re-stitched.
+Ids follow one another, so a row deleted before the newest shows as a gap even where the chain is re-stitched.
+
+Deleting the newest rows leaves no gap: the chain alone cannot tell. A head printed by an earlier verification
+(`ID:HASH`), kept somewhere the database's editor cannot reach, can: verifying against it finds the log shorter
+than it was, or rewritten from that row on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from controller.errors import Invalid
 from controller.oversight.models import AuditEntry
 
 GENESIS = "0" * 64
@@ -80,18 +86,39 @@ class Problem:
         return f"audit row {self.entry_id}: {self.what}"
 
 
+@dataclass(frozen=True)
+class Head:
+    """A chain head as verification prints it, `ID:HASH` (a prefix of at least 12 hex digits will do)."""
+
+    entry_id: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Head:
+        found = re.fullmatch(r"\s*(\d{1,18}):([0-9a-fA-F]{12,64})\s*", text)
+        if not found or int(found[1]) < 1:
+            example = "42:9f2c0e1d7a3b5c68"
+            raise Invalid(f"{text[:80]!r} is not an audit head; give it as verify printed it, e.g. {example}")
+        return cls(int(found[1]), found[2].lower())
+
+    def __str__(self) -> str:
+        return f"{self.entry_id}:{self.hash[:16]}"
+
+
 @dataclass
 class Verification:
     ok: bool
     checked: int
     problems: list[Problem]
     head: str
+    head_id: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "checked": self.checked,
             "head": self.head,
+            "head_id": self.head_id,
             "problems": [{"id": p.entry_id, "problem": p.what} for p in self.problems],
         }
 
@@ -108,8 +135,12 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
         last = rows[-1].id or last
 
 
-def verify(session: Session, *, limit: int = 20) -> Verification:
-    """Walk the whole chain; name every edited row and every missing one (up to `limit` problems)."""
+def verify(session: Session, *, limit: int = 20, since: Head | None = None) -> Verification:
+    """Walk the whole chain; name every edited row and every missing one (up to `limit` problems).
+
+    With `since`, a head recorded earlier, the log must still hold that row unchanged: rows deleted from the end
+    (which leave no gap) are found too.
+    """
     problems: list[Problem] = []
     prev_hash, prev_id, checked = GENESIS, 0, 0
     for entry in _rows(session):
@@ -122,10 +153,16 @@ def verify(session: Session, *, limit: int = 20) -> Verification:
             problems.append(Problem(entry.id, "its link to the previous row was changed"))
         if entry_hash(entry, entry.prev_hash) != entry.hash:
             problems.append(Problem(entry.id, "its content was changed after it was written"))
+        if since and entry.id == since.entry_id and not entry.hash.startswith(since.hash):
+            problems.append(Problem(entry.id, f"it is not the row recorded as head {since}: the log was rewritten"))
         prev_hash, prev_id = entry.hash, entry.id
         if len(problems) >= limit:
             break
-    return Verification(ok=not problems, checked=checked, problems=problems, head=prev_hash)
+    else:
+        if since and prev_id < since.entry_id:
+            what = f"the log ends at row {prev_id}, but its head was {since}: rows were deleted from the end"
+            problems.append(Problem(since.entry_id, what))
+    return Verification(ok=not problems, checked=checked, problems=problems, head=prev_hash, head_id=prev_id)
 
 
 def export(session: Session) -> Iterator[str]:

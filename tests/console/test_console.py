@@ -333,6 +333,7 @@ def test_the_audit_log_verifies_and_flags_an_action(
     tab = console()
     page = tab.login("#/audit")
     expect(page.locator(".verify-ok")).to_contain_text("Chain verified")
+    expect(page.locator(".verify-ok code")).to_have_text(re.compile(r"^\d+:[0-9a-f]{16}$"))  # as --head takes it
     page.get_by_label("Search").fill(f"action:{action['id']}")
     row = page.locator("tbody tr", has=page.locator(f'td[data-action="{action["id"]}"]')).first
     expect(row).to_contain_text("action.requested")

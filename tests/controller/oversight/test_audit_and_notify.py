@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from controller.db import engine_for
+from controller.oversight import audit
 from controller.oversight.links import link_key, sign
 from tests.conftest import Controller, free_port, wait_for
 from tests.controller.oversight.conftest import AgentRun, decide, parsed, pending_for
@@ -28,7 +31,9 @@ def test_audit_verify_names_a_row_changed_in_the_database(controller: Controller
     assert admin.get("/api/v1/audit/verify").json()["ok"] is True
     db = sqlite3.connect(controller.home / "fleetgate.db")
     try:
-        (row_id,) = db.execute("select max(id) from audit where event = 'token.created'").fetchone()
+        row_id, original = db.execute(
+            "select id, data from audit where id = (select max(id) from audit where event = 'token.created')"
+        ).fetchone()
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             db.execute("update audit set actor = 'nobody' where id = ?", (row_id,))
         # Someone with the database file drops the guard and edits a row: the chain still tells.
@@ -39,14 +44,16 @@ def test_audit_verify_names_a_row_changed_in_the_database(controller: Controller
         assert bad.returncode == 1
         assert f"audit row {row_id}: its content was changed" in bad.stdout
         assert admin.get("/api/v1/audit/verify").json()["problems"][0]["id"] == row_id
-    finally:
+    finally:  # the row as it was, so the rest of the session's log verifies again
         db.execute("drop trigger if exists audit_no_update")
+        db.execute("update audit set data = ? where id = ?", (original, row_id))
         db.execute(
             "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit WHEN OLD.hash NOT LIKE 'pending:%' "
             "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
         )
         db.commit()
         db.close()
+    assert admin.get("/api/v1/audit/verify").json()["ok"] is True
 
 
 def test_audit_verify_names_a_deleted_row(tmp_path: Any, controller: Controller, admin: httpx.Client) -> None:
@@ -62,6 +69,51 @@ def test_audit_verify_names_a_deleted_row(tmp_path: Any, controller: Controller,
     result = controller.cli("audit", "verify", check=False, extra_env={"FLEETGATE_DATABASE_URL": f"sqlite:///{copy}"})
     assert result.returncode == 1
     assert f"rows {victim} before it were deleted" in result.stdout
+
+
+def test_a_recorded_head_finds_rows_deleted_from_the_end_and_a_rewritten_end(
+    tmp_path: Any, controller: Controller, admin: httpx.Client
+) -> None:
+    for i in range(3):
+        admin.post("/api/v1/tokens", json={"name": f"tail{i}", "role": "viewer"})
+    printed = controller.cli("audit", "verify").stdout
+    found = re.search(r"head (\d+:[0-9a-f]{16})", printed)
+    assert found, printed
+    head = found[1]
+    assert f"--head {head}" in printed  # the command to run later is printed with it
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(controller.home / "fleetgate.db") as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    with sqlite3.connect(copy) as db:  # the two newest rows go: no gap is left behind
+        db.execute("drop trigger audit_no_delete")
+        db.execute("delete from audit where id > (select max(id) - 2 from audit)")
+    on_copy = {"FLEETGATE_DATABASE_URL": f"sqlite:///{copy}"}
+    assert controller.cli("audit", "verify", extra_env=on_copy).returncode == 0  # the chain alone cannot tell
+    short = controller.cli("audit", "verify", "--head", head, check=False, extra_env=on_copy)
+    assert short.returncode == 1
+    assert "rows were deleted from the end" in short.stdout
+    # Appends after the deletion take the deleted ids again, with an intact chain: the recorded head still tells.
+    engine = engine_for(f"sqlite:///{copy}")
+    for _ in range(3):
+        audit.record_event(engine, actor="someone", event="cover.up")
+    engine.dispose()
+    assert controller.cli("audit", "verify", extra_env=on_copy).returncode == 0
+    rewritten = controller.cli("audit", "verify", "--head", head, check=False, extra_env=on_copy)
+    assert rewritten.returncode == 1
+    assert f"audit row {head.split(':')[0]}: it is not the row recorded as head" in rewritten.stdout
+    # The live log verifies against its own head, over the API too; a malformed head is a clear 4xx.
+    assert controller.cli("audit", "verify", "--head", head).returncode == 0
+    assert admin.get("/api/v1/audit/verify", params={"head": head}).json()["ok"] is True
+    ahead = admin.get("/api/v1/audit/verify", params={"head": "999999:" + "ab" * 8}).json()
+    assert ahead["ok"] is False
+    assert "deleted from the end" in ahead["problems"][0]["problem"]
+    malformed = admin.get("/api/v1/audit/verify", params={"head": "yesterday"})
+    assert malformed.status_code == 422
+    assert "is not an audit head" in malformed.json()["detail"]
+    typo = controller.cli("audit", "verify", "--head", "12", check=False)
+    assert typo.returncode == 1
+    assert "is not an audit head" in typo.stderr
+    assert "Traceback" not in typo.stderr
 
 
 def test_audit_export_writes_every_entry_as_json_lines(controller: Controller, tmp_path: Any) -> None:

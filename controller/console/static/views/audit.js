@@ -10,7 +10,7 @@ function verifyBanner(result) {
     return h("div", { class: "verify verify-ok", role: "status" },
       h("strong", {}, "Chain verified"),
       h("span", {}, ` · ${result.checked} entr${result.checked === 1 ? "y" : "ies"} checked · head `),
-      h("code", { title: result.head }, (result.head || "").slice(0, 16)));
+      h("code", { title: `${result.head_id}:${result.head}` }, `${result.head_id}:${(result.head || "").slice(0, 16)}`));
   }
   return h("div", { class: "verify verify-bad", role: "alert" },
     h("strong", {}, "Chain broken"),
