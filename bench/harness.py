@@ -13,7 +13,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import Controller, make_controller, remove_instance
+from tests.conftest import Controller, make_controller, remove_instance, running
 
 
 @contextmanager
@@ -22,12 +22,11 @@ def bench_controller(redis_url: str, **settings: str) -> Iterator[Controller]:
     client = docker.from_env()
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
         ctl = make_controller(Path(tmp), redis_url, **{"FLEETGATE_POOL_SIZE": "0", **settings})
-        ctl.start()
         try:
-            yield ctl
+            with running(ctl, client):
+                yield ctl
         finally:
-            ctl.stop()
-            remove_instance(client, lambda inst: inst in (ctl.instance, "bench-raw"))
+            remove_instance(client, lambda inst: inst == "bench-raw")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -181,15 +181,31 @@ def make_controller(root: Path, redis_url: str, **extra_env: str) -> Controller:
     return ctl
 
 
+def forget_instance(redis_url: str, instance: str) -> int:
+    """Delete what a controller instance kept in Redis (its event streams, samples, Celery queue and bindings);
+    Celery's task results expire by themselves within the hour."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        patterns = (f"fleetgate:{instance}:*", f"fleetgate.{instance}*", f"_kombu.binding*.fleetgate.{instance}")
+        keys = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
+        return int(client.delete(*keys)) if keys else 0
+    except redis.ConnectionError:  # a Redis the test stopped for good took the keys with it
+        return 0
+    finally:
+        client.close()
+
+
 @contextlib.contextmanager
 def running(ctl: Controller, docker_client: Any) -> Iterator[Controller]:
-    """The controller started; stopped afterwards, with every container and volume it made removed."""
+    """The controller started; stopped afterwards, with every container and volume it made removed, and what it
+    kept in Redis."""
     ctl.start()
     try:
         yield ctl
     finally:
         ctl.stop()
         remove_instance(docker_client, lambda inst: inst == ctl.instance)
+        forget_instance(ctl.redis_url, ctl.instance)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,9 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         result_expires=3600,
+        # Most tasks run on the clock or are fire-and-forget; only an image build's outcome is asked for
+        # (GET /api/v1/images/builds/{id}). Keeping every result filled Redis with thousands of keys an hour.
+        task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2.0,
         broker_transport_options={"visibility_timeout": 3600},

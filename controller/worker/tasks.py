@@ -103,7 +103,7 @@ def reconcile_engines() -> dict[str, list[str]]:
         lock.release()
 
 
-@app.task(name="fleetgate.images.build")
+@app.task(name="fleetgate.images.build", ignore_result=False)
 def build_images_task(base: str | None = None, force: bool = False) -> dict[str, str]:
     """Build the sandbox images on the local engine (offline by default); skipped when already current."""
     lock = _lock("images", timeout=3600)

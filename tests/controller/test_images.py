@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import docker.errors
+import httpx
 import pytest
+import redis
 
 from controller.images import PYTHON_REPO, ImageBuildFailed, build_images, host_apt_source, inputs_digest
 from sandbox_images import ROOT as IMAGES_ROOT
-from tests.conftest import FLEETGATE
+from tests.conftest import FLEETGATE, wait_for
 
 
 def machine(tmp_path: Path, os_release: str, files: dict[str, str]) -> Path:
@@ -108,3 +111,23 @@ def test_a_base_image_that_cannot_be_pulled_is_a_clear_error(tmp_path: Path) -> 
     assert "Traceback" not in failed.stderr
     assert "the base image 127.0.0.1:9/nobody/absent:1.0 is not on this engine and could not be pulled" in failed.stderr
     assert "leave out --base" in failed.stderr
+
+
+def test_an_image_build_through_the_api_reports_its_outcome_and_clock_tasks_keep_no_results(
+    admin: httpx.Client, redis_url: str
+) -> None:
+    started = admin.post("/api/v1/images/build", json={})
+    assert started.status_code == 202, started.text
+    task_id = started.json()["id"]
+    state = wait_for(
+        lambda: (s := admin.get(f"/api/v1/images/builds/{task_id}").json())["state"] == "SUCCESS" and s,
+        timeout=120,
+        what="the build to finish",
+    )
+    assert state["result"]["python"].startswith("fleetgate/python:")
+    assert state["error"] is None
+    # The controller's clock tasks (sweeps every second, samples, reconcile) have run all along: only the build's
+    # outcome is kept.
+    store = redis.Redis.from_url(redis_url)
+    kept = [store.get(key) for key in store.scan_iter(match="celery-task-meta-*", count=1000)]
+    assert [json.loads(k or b"{}").get("task_id") for k in kept] == [task_id]
