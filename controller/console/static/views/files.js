@@ -11,6 +11,7 @@ export class FileBrowser {
   constructor(sandboxId) {
     this.sandboxId = sandboxId;
     this.path = ROOT;
+    this.asked = 0;
     this.crumbs = h("nav", { class: "crumbs", "aria-label": "Folder" });
     this.list = h("ul", { class: "file-list", "aria-label": "Files" });
     this.viewerTitle = h("h3", { class: "viewer-title mono" }, "No file open");
@@ -39,13 +40,16 @@ export class FileBrowser {
     this.list.replaceChildren(h("li", { class: `file-note tone-${tone}` }, text));
   }
 
-  /** List a folder; a sandbox that does not run answers 409, which is said plainly. */
+  /** List a folder; a sandbox that does not run answers 409, which is said plainly. Only the latest request
+   * is shown: a listing asked for while the sandbox still ran may answer after the one asked for once it stopped. */
   async open(path) {
+    const asked = ++this.asked;
     this.path = path;
     this.showCrumbs();
     this.notice("Loading…");
     try {
       const page = await sandboxes.files(this.sandboxId, path);
+      if (asked !== this.asked) return;
       this.path = page.path;
       this.showCrumbs();
       const rows = [];
@@ -57,6 +61,7 @@ export class FileBrowser {
       if (!page.items.length) rows.push(h("li", { class: "file-note muted" }, "This folder is empty."));
       this.list.replaceChildren(...rows);
     } catch (e) {
+      if (asked !== this.asked) return;
       this.notice(e.status === 409 ? "The workspace can be read while the sandbox runs." : e.detail || String(e),
         e.status === 409 ? "muted" : "bad");
     }

@@ -13,6 +13,7 @@ const LIVE = new Set(["creating", "running", "paused"]);
 
 export function mount(root, [id]) {
   let sandbox = null;
+  let changed = 0; // bumped by this page's own actions: a read started before one of them is out of date
   let agentState = null;
   let res = null;
   let actionTimer = 0;
@@ -104,8 +105,10 @@ export function mount(root, [id]) {
   }
 
   async function loadSandbox() {
+    const since = changed;
     try {
-      setSandbox(await sandboxes.get(id));
+      const next = await sandboxes.get(id);
+      if (since === changed) setSandbox(next);
     } catch (e) {
       updateBadge(status, "failed", e.status === 404 ? "not found" : "error");
       meta.replaceChildren(h("p", { class: "form-error" }, e.detail || String(e)));
@@ -144,6 +147,7 @@ export function mount(root, [id]) {
   async function act(verb) {
     const result = await busy(buttons[verb], () => sandboxes.act(id, verb));
     if (result) {
+      changed += 1;
       setSandbox(result);
       toast(`${verb === "stop" ? "Stopped" : verb === "pause" ? "Paused" : "Resumed"} ${id}`, "ok");
     }
@@ -166,8 +170,7 @@ export function mount(root, [id]) {
     const data = event.data || {};
     if (event.kind === "stdout" || event.kind === "stderr") terminal.push(event.kind, data.line ?? "", data.ts);
     else if (event.kind === "lifecycle") {
-      if (sandbox) sandbox = { ...sandbox, status: data.status || sandbox.status };
-      showSoon();
+      if (sandbox) setSandbox({ ...sandbox, status: data.status || sandbox.status });
       sandboxSoon();
     } else if (event.kind === "action") actionsSoon();
     else if (event.kind === "resources") {
