@@ -322,7 +322,8 @@ def test_removing_a_sandbox_cancels_its_pending_items(
     assert operator.delete(f"/api/v1/sandboxes/{sandbox['id']}").status_code == 200
     settled = admin.get(f"/api/v1/approvals/{item['id']}").json()
     assert settled["status"] == "cancelled"
-    assert settled["message"] == "the sandbox was removed"
+    # A reconcile pass that lists the engine while the container is being removed may settle it first, as gone.
+    assert settled["message"] in ("the sandbox was removed", "the sandbox's container is gone")
     action = admin.get(f"/api/v1/actions/{item['action_id']}").json()
     assert (action["status"], action["decided_by"]) == ("denied", "cancelled")
     every = admin.get("/api/v1/approvals", params={"status": "", "sandbox": sandbox["id"]}).json()["items"]
