@@ -1,0 +1,78 @@
+"""The gate's own cost, without HTTP: token check, policy, action row, audit entry and commit, in this process.
+
+What `bench/oversight.py` measures end to end minus the round trip through uvicorn and the runtime socket; the
+difference between the two is the transport. Events are kept synchronously here (no event bus in this process),
+which the controller does on a background thread instead.
+
+    .venv/bin/python bench/gate_inprocess.py --calls 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import percentile
+from controller.auth import hash_token
+from controller.config import Settings
+from controller.db import engine_for, migrate, write_session
+from controller.gateway.auth import sandbox_for_token
+from controller.models import Sandbox, SandboxStatus
+from controller.oversight.gate import gate
+from controller.oversight.policy import Risk
+
+SANDBOX_ID = "sb_000000000001"
+SECRET = "fgs_" + "x" * 40
+POLICY = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
+        settings = Settings(home=Path(tmp))
+        migrate(settings)
+        engine = engine_for(settings.db_url)
+        with write_session(engine) as session:
+            session.add(
+                Sandbox(
+                    id=SANDBOX_ID,
+                    image="fleetgate/python:latest",
+                    cpus=1,
+                    memory_mb=512,
+                    pids=256,
+                    status=SandboxStatus.running,
+                    token_hash=hash_token(SECRET),
+                    policy=POLICY,
+                )
+            )
+
+        def one(i: int) -> float:
+            started = time.perf_counter()
+            with write_session(engine) as session:
+                sandbox = sandbox_for_token(session=session, secret=SECRET, sandbox_id=SANDBOX_ID)
+                gate(
+                    session, sandbox=sandbox, tool="read_file", args={"path": f"f{i}"}, risk=Risk.low, escalate_after=3
+                )
+            return (time.perf_counter() - started) * 1000
+
+        for i in range(100):  # warm-up: caches, compiled policy, SQLite pages
+            one(i)
+        times = [one(i) for i in range(args.calls)]
+        engine.dispose()
+    print(f"\nauto-allowed gate in-process, {args.calls} calls (no HTTP)\n")
+    print("| median ms | p99 ms | mean ms |")
+    print("| --------: | -----: | ------: |")
+    print(f"| {statistics.median(times):9.2f} | {percentile(times, 0.99):6.2f} | {statistics.mean(times):7.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
