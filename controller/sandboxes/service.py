@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 import agent_runtime
@@ -303,10 +304,23 @@ class SandboxService:
                 new = SandboxStatus.stopped
         if new == sandbox.status:
             return
-        sandbox.status = new
-        sandbox.exit_code = exit_code
-        if new in (SandboxStatus.exited, SandboxStatus.gone) and sandbox.finished_at is None:
-            sandbox.finished_at = utcnow()
+        finished = sandbox.finished_at
+        if new in (SandboxStatus.exited, SandboxStatus.gone) and finished is None:
+            finished = utcnow()
+        # Compare-and-set: the row was read before the engine was asked, and a remove, stop or reap may have
+        # been saved since; what they wrote is newer than what this reading saw, so it must not be overwritten.
+        changed = session.execute(
+            sa.update(Sandbox)
+            .where(col(Sandbox.id) == sandbox.id, col(Sandbox.status) == sandbox.status)
+            .values(status=new, exit_code=exit_code, finished_at=finished)
+            .execution_options(synchronize_session=False)
+        )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            session.commit()  # nothing was written; a commit, unlike a rollback, leaves the other rows loaded
+            session.refresh(sandbox)
+            session.commit()
+            return
+        sandbox.status, sandbox.exit_code, sandbox.finished_at = new, exit_code, finished
         record(session, sandbox.id, "lifecycle", status=new.value, source="engine", exit_code=exit_code)
         self.save_ended(session, sandbox, f"the sandbox is {new.value}")
 
