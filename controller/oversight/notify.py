@@ -62,19 +62,22 @@ def claim(session: Session, approval_id: int, event: str) -> bool:
 
 
 def stranded(
-    session: Session, *, notes_after: timedelta, sends_after: timedelta
+    session: Session, *, notes_after: timedelta, sends_after: timedelta, limit: int = 200
 ) -> tuple[list[tuple[int, str]], list[int]]:
-    """Work whose task never reached the worker: notifications not planned, and deliveries never tried."""
+    """Work whose task never reached the worker: notifications not planned, and deliveries never tried, oldest
+    first and at most `limit` of each, so a backlog behind a busy worker is not queued again in full every sweep."""
     now = utcnow()
     notes = session.exec(
-        select(Notification.approval_id, Notification.event).where(
-            col(Notification.planned).is_(False), col(Notification.created_at) < now - notes_after
-        )
+        select(Notification.approval_id, Notification.event)
+        .where(col(Notification.planned).is_(False), col(Notification.created_at) < now - notes_after)
+        .order_by(col(Notification.id))
+        .limit(limit)
     ).all()
     sends = session.exec(
-        select(Delivery.id).where(
-            Delivery.status == "pending", Delivery.attempts == 0, col(Delivery.created_at) < now - sends_after
-        )
+        select(Delivery.id)
+        .where(Delivery.status == "pending", Delivery.attempts == 0, col(Delivery.created_at) < now - sends_after)
+        .order_by(col(Delivery.id))
+        .limit(limit)
     ).all()
     return [(a, e) for a, e in notes], [d for d in sends if d is not None]
 

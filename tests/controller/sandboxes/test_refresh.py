@@ -25,27 +25,29 @@ def add_running(settings: Settings, sandbox_id: str) -> None:
         session.add(Sandbox(id=sandbox_id, image="x", cpus=1, memory_mb=64, pids=64, status=SandboxStatus.running))
 
 
+def read(session: Session, sandbox_id: str) -> Sandbox:
+    """The row as a request reads it: loaded, then the read transaction ended before the engine is asked."""
+    row = session.get(Sandbox, sandbox_id)
+    session.commit()
+    assert row is not None
+    return row
+
+
 def test_a_stale_reading_does_not_turn_a_removed_sandbox_into_gone(tmp_path: Path) -> None:
     service, settings = service_on(tmp_path)
     add_running(settings, "sb_00000000000a")
     engine = engine_for(settings.db_url)
     with Session(engine, expire_on_commit=False) as reader:
-        seen = reader.get(Sandbox, "sb_00000000000a")
-        reader.commit()
-        assert seen is not None
+        seen = read(reader, "sb_00000000000a")
         assert seen.status == SandboxStatus.running
         # Meanwhile the reaper removes it (container first, then the row) ...
         with write_session(engine) as reaper:
-            row = reaper.get(Sandbox, "sb_00000000000a")
-            assert row is not None
-            row.status = SandboxStatus.removed
+            read(reaper, "sb_00000000000a").status = SandboxStatus.removed
         # ... and the reader, having found no container, refreshes from what it read before.
         service._refresh(reader, seen, None)
         assert seen.status == SandboxStatus.removed  # the reader now holds what was saved
     with Session(engine) as check:
-        row = check.get(Sandbox, "sb_00000000000a")
-        assert row is not None
-        assert row.status == SandboxStatus.removed
+        assert read(check, "sb_00000000000a").status == SandboxStatus.removed
 
 
 def test_a_reading_that_is_still_current_is_saved(tmp_path: Path) -> None:
@@ -53,12 +55,8 @@ def test_a_reading_that_is_still_current_is_saved(tmp_path: Path) -> None:
     add_running(settings, "sb_00000000000b")
     engine = engine_for(settings.db_url)
     with Session(engine, expire_on_commit=False) as reader:
-        seen = reader.get(Sandbox, "sb_00000000000b")
-        reader.commit()
-        assert seen is not None
-        service._refresh(reader, seen, {"Status": "exited", "ExitCode": 3})
+        service._refresh(reader, read(reader, "sb_00000000000b"), {"Status": "exited", "ExitCode": 3})
     with Session(engine) as check:
-        row = check.get(Sandbox, "sb_00000000000b")
-        assert row is not None
+        row = read(check, "sb_00000000000b")
         assert (row.status, row.exit_code) == (SandboxStatus.exited, 3)
         assert row.finished_at is not None
