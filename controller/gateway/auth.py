@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
 from sqlmodel import Session, select
@@ -14,12 +14,29 @@ from controller.db import SessionDep
 from controller.errors import Forbidden, Unauthorized
 from controller.fleet import Fleet
 from controller.models import SANDBOX_ID_PATTERN, Sandbox
+from controller.oversight.gate import Subject, read_subject
+
+S = TypeVar("S", Sandbox, Subject)
 
 
 def sandbox_for_token(*, session: Session, secret: str, sandbox_id: str) -> Sandbox:
+    _sandbox_token(secret)
+    sandbox = session.exec(select(Sandbox).where(Sandbox.token_hash == hash_token(secret))).first()
+    return _owner(sandbox, sandbox_id)
+
+
+def subject_for_token(*, session: Session, secret: str, sandbox_id: str) -> Subject:
+    """The same check for the gate, which reads only what it decides with (see `oversight.gate`)."""
+    _sandbox_token(secret)
+    return _owner(read_subject(session, secret), sandbox_id)
+
+
+def _sandbox_token(secret: str) -> None:
     if not secret.startswith(SANDBOX_TOKEN_PREFIX):
         raise Unauthorized("the runtime gateway takes sandbox tokens only")
-    sandbox = session.exec(select(Sandbox).where(Sandbox.token_hash == hash_token(secret))).first()
+
+
+def _owner(sandbox: S | None, sandbox_id: str) -> S:
     if sandbox is None:
         raise Unauthorized("unknown or retired sandbox token")
     if sandbox.id != sandbox_id:

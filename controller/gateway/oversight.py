@@ -20,12 +20,13 @@ from controller.auth import bearer
 from controller.db import write_session
 from controller.errors import NotFound
 from controller.fleet import Fleet
-from controller.gateway.auth import CurrentSandbox, sandbox_for_token
+from controller.gateway.auth import CurrentSandbox, subject_for_token
 from controller.models import ROW_ID_MAX, SANDBOX_ID_PATTERN, Sandbox, utcnow
 from controller.oversight import audit
 from controller.oversight.approvals import get_approval
 from controller.oversight.brokers import broker_for
 from controller.oversight.gate import GateOutcome, gate
+from controller.oversight.gate import reply as action_reply
 from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, ApprovalStatus
 from controller.oversight.policy import Risk
 from controller.oversight.queue import after_commit, open_item, queue_broker
@@ -79,7 +80,7 @@ async def propose(
 def _propose(fleet: Fleet, sandbox_id: str, body: Proposal, secret: str) -> dict[str, Any]:
     escalation: Approval | None = None
     with write_session(fleet.engine) as session:
-        sandbox = sandbox_for_token(session=session, secret=secret, sandbox_id=sandbox_id)
+        sandbox = subject_for_token(session=session, secret=secret, sandbox_id=sandbox_id)
         outcome: GateOutcome = gate(
             session,
             sandbox=sandbox,
@@ -95,7 +96,7 @@ def _propose(fleet: Fleet, sandbox_id: str, body: Proposal, secret: str) -> dict
             )
         reply = outcome.reply()
         opened = [a.id for a in (outcome.approval, escalation) if a is not None and a.id is not None]
-        run_broker = outcome.action.broker_status == "queued"
+        run_broker = outcome.action["broker_status"] == "queued"
     if run_broker:
         queue_broker(fleet, reply["action_id"])
     after_commit(fleet, opened=opened, pause=sandbox_id if escalation else None)
@@ -115,7 +116,7 @@ async def action_state(
         if not _unsettled(action) or remaining <= 0:
             break
         await request.app.state.waiter.wait(f"action:{action_id}", remaining)
-    reply = GateOutcome(action).reply()
+    reply = action_reply(action.model_dump())
     if not _unsettled(action) and action.delivered_at is None:
         # Recorded after the agent has its answer: the mark is for the audit, not on the agent's path.
         return JSONResponse(reply, background=BackgroundTask(_mark_delivered, fleet, action_id))

@@ -18,21 +18,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from controller.errors import Invalid
+from controller.models import utcnow
 from controller.oversight.models import AuditEntry
 
 GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x61756469  # "audi"
 
 
+_audit: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
+_HEAD = sa.select(_audit.c.id, _audit.c.hash).order_by(_audit.c.id.desc()).limit(1)
+_INSERT = sa.insert(_audit)
+_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+
+
 def _body(entry: AuditEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
-        "created_at": entry.created_at.isoformat(),
+        "created_at": entry.created_at,
         "actor": entry.actor,
         "event": entry.event,
         "subject": entry.subject,
@@ -40,29 +48,37 @@ def _body(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
+def _digest(body: dict[str, Any], prev_hash: str) -> str:
+    """The hash of an entry's content and the hash before it."""
+    plain = {**body, "created_at": body["created_at"].isoformat(), "prev": prev_hash}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
 def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
-    body = {**_body(entry), "prev": prev_hash}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return _digest(_body(entry), prev_hash)
 
 
-def append(session: Session, *, actor: str, event: str, subject: str = "", **data: Any) -> AuditEntry:
-    """Add one entry at the head of the chain (in the caller's write transaction)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    head = session.exec(select(AuditEntry.id, AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1)).first()
+def append(session: Session, *, actor: str, event: str, subject: str = "", **data: Any) -> None:
+    """Add one entry at the head of the chain (in the caller's write transaction).
+
+    Every action passes here, so the statements are built once and run on the session's connection.
+    """
+    session.flush()  # whatever the caller added goes first, as it happened first
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK, {"k": _PG_AUDIT_LOCK})
+    head = conn.execute(_HEAD).first()
     # The caller holds the write lock, so the next id is ours to take; the hash can cover it before the insert.
-    entry = AuditEntry(
-        id=(head[0] or 0) + 1 if head else 1,
-        actor=actor,
-        event=event,
-        subject=subject,
-        data=_jsonable(data),
-        prev_hash=head[1] if head else GENESIS,
-        hash="",
-    )
-    entry.hash = entry_hash(entry, entry.prev_hash)
-    session.add(entry)
-    return entry
+    prev_hash = head.hash if head else GENESIS
+    body = {
+        "id": head.id + 1 if head else 1,
+        "created_at": utcnow(),
+        "actor": actor,
+        "event": event,
+        "subject": subject,
+        "data": _jsonable(data),
+    }
+    conn.execute(_INSERT, {**body, "prev_hash": prev_hash, "hash": _digest(body, prev_hash)})
 
 
 def record_event(engine: Engine, *, actor: str, event: str, subject: str = "", **data: Any) -> None:
@@ -168,4 +184,5 @@ def verify(session: Session, *, limit: int = 20, since: Head | None = None) -> V
 def export(session: Session) -> Iterator[str]:
     """Every entry as one JSON line, oldest first."""
     for entry in _rows(session):
-        yield json.dumps({**_body(entry), "prev_hash": entry.prev_hash, "hash": entry.hash}, sort_keys=True)
+        body = {**_body(entry), "created_at": entry.created_at.isoformat()}
+        yield json.dumps({**body, "prev_hash": entry.prev_hash, "hash": entry.hash}, sort_keys=True)

@@ -3,21 +3,35 @@
 Layers come from the fleet policy (admin), the sandbox's template and the sandbox itself; a sandbox with no
 policy of its own and none from its template gets the `supervised` preset. An `ask` that a remembered grant
 covers is allowed by that grant. Denials in a row (or a rule marked `escalate`) hand the sandbox to a person.
+
+This is every agent's hot path, so it reads and writes with statements built once, here, rather than through the
+ORM: building a statement and tracking objects cost more than SQLite itself (see bench/gate_inprocess.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, or_, select
 
+from controller.auth import hash_token
 from controller.events.store import record
 from controller.models import Sandbox, Template, utcnow
 from controller.oversight import audit
-from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, Grant, GrantScope
+from controller.oversight.models import (
+    Action,
+    ActionStatus,
+    Approval,
+    ApprovalKind,
+    FleetPolicy,
+    Grant,
+    GrantScope,
+)
 from controller.oversight.notify import announce
 from controller.oversight.policy import (
     ActionRequest,
@@ -27,18 +41,64 @@ from controller.oversight.policy import (
     Verdict,
     evaluate,
 )
-from controller.oversight.policy_store import compile_policy, fleet_layer
+from controller.oversight.policy_store import StoredPolicy, compile_policy
 
 DEFAULT_PRESET = "supervised"
 DEFAULT_TIMEOUT_S = 3600
 
+_sandboxes: sa.Table = Sandbox.__table__  # type: ignore[attr-defined]
+_actions: sa.Table = Action.__table__  # type: ignore[attr-defined]
+_fleet: sa.Table = FleetPolicy.__table__  # type: ignore[attr-defined]
+_templates: sa.Table = Template.__table__  # type: ignore[attr-defined]
+_SUBJECT = sa.select(
+    _sandboxes.c.id,
+    _sandboxes.c.template_id,
+    _sandboxes.c.policy,
+    _sandboxes.c.consecutive_denials,
+    _sandboxes.c.owner_id,
+).where(_sandboxes.c.token_hash == sa.bindparam("token_hash"))
+_FLEET_POLICY = sa.select(_fleet.c.source, _fleet.c.document).where(_fleet.c.id == 1)
+_TEMPLATE_POLICY = sa.select(_templates.c.name, _templates.c.policy).where(
+    _templates.c.id == sa.bindparam("template_id")
+)
+_INSERT_ACTION = sa.insert(_actions).returning(_actions.c.id)
+_SET_APPROVAL = (
+    sa.update(_actions).where(_actions.c.id == sa.bindparam("action")).values(approval_id=sa.bindparam("approval"))
+)
+_SET_DENIALS = (
+    sa.update(_sandboxes)
+    .where(_sandboxes.c.id == sa.bindparam("sandbox"))
+    .values(consecutive_denials=sa.bindparam("denials"))
+)
 
-def layers_for(session: Session, sandbox: Sandbox) -> list[Layer]:
+
+@dataclass(frozen=True)
+class Subject:
+    """The sandbox as the gate sees it, read by its token inside the transaction that decides."""
+
+    id: str
+    template_id: int | None
+    policy: StoredPolicy | None
+    consecutive_denials: int
+    owner_id: int | None
+
+
+def read_subject(session: Session, token: str) -> Subject | None:
+    """The sandbox whose token this is (None for none); the caller checks the prefix and which sandbox it names."""
+    row = session.connection().execute(_SUBJECT, {"token_hash": hash_token(token)}).first()
+    return None if row is None else Subject(*row)
+
+
+def layers_for(session: Session, sandbox: Subject) -> list[Layer]:
     layers: list[Layer] = []
-    fleet = fleet_layer(session)
+    conn = session.connection()
+    fleet = conn.execute(_FLEET_POLICY).first()
     if fleet is not None:
-        layers.append(Layer("fleet", compile_policy(fleet, source="fleet policy")))
-    template = session.get(Template, sandbox.template_id) if sandbox.template_id else None
+        stored = fleet.source if fleet.source is not None else fleet.document
+        layers.append(Layer("fleet", compile_policy(stored, source="fleet policy")))
+    template = None
+    if sandbox.template_id is not None:
+        template = conn.execute(_TEMPLATE_POLICY, {"template_id": sandbox.template_id}).first()
     if template is not None and template.policy is not None:
         layers.append(Layer("template", compile_policy(template.policy, source=f"template {template.name} policy")))
     if sandbox.policy is not None:
@@ -58,7 +118,7 @@ def grant_covers(grant: Grant, action: ActionRequest) -> bool:
     return verdict.decision == Decision.allow
 
 
-def grants_in_scope(session: Session, sandbox: Sandbox, tool: str) -> list[Grant]:
+def grants_in_scope(session: Session, sandbox: Subject, tool: str) -> list[Grant]:
     scopes = [(Grant.scope == GrantScope.sandbox) & (Grant.scope_ref == sandbox.id), Grant.scope == GrantScope.fleet]
     if sandbox.template_id is not None:
         scopes.append((Grant.scope == GrantScope.template) & (Grant.scope_ref == str(sandbox.template_id)))
@@ -66,34 +126,38 @@ def grants_in_scope(session: Session, sandbox: Sandbox, tool: str) -> list[Grant
     return list(session.exec(query.order_by(col(Grant.id))))
 
 
+def reply(action: Mapping[str, Any], approval_id: int | None = None) -> dict[str, Any]:
+    """What the agent's runtime receives about an action (its row's columns)."""
+    status = ActionStatus(action["status"])
+    body: dict[str, Any] = {"action_id": action["id"], "status": status.value}
+    if status == ActionStatus.allowed:
+        body["args"] = action["final_args"] if action["final_args"] is not None else action["args"]
+    elif status == ActionStatus.denied:
+        body["message"] = action["message"]
+    if approval_id is not None:
+        body["approval_id"] = approval_id
+    body["decided_by"] = action["decided_by"]
+    body["reason"] = action["decision"].get("reason")
+    if action["brokered"]:
+        body["broker_status"] = action["broker_status"]
+        body["result"] = action.get("result")
+    return body
+
+
 @dataclass
 class GateOutcome:
-    action: Action
+    action: dict[str, Any]
     approval: Approval | None = None
     escalate: str | None = None
 
     def reply(self) -> dict[str, Any]:
-        """What the agent's runtime receives."""
-        status = self.action.status
-        body: dict[str, Any] = {"action_id": self.action.id, "status": status.value}
-        if status == ActionStatus.allowed:
-            body["args"] = self.action.final_args if self.action.final_args is not None else self.action.args
-        elif status == ActionStatus.denied:
-            body["message"] = self.action.message
-        if self.approval is not None:
-            body["approval_id"] = self.approval.id
-        body["decided_by"] = self.action.decided_by
-        body["reason"] = self.action.decision.get("reason")
-        if self.action.brokered:
-            body["broker_status"] = self.action.broker_status
-            body["result"] = self.action.result
-        return body
+        return reply(self.action, self.approval.id if self.approval is not None else None)
 
 
 def gate(
     session: Session,
     *,
-    sandbox: Sandbox,
+    sandbox: Subject,
     tool: str,
     args: dict[str, Any],
     risk: Risk,
@@ -103,79 +167,82 @@ def gate(
     """Decide one proposed action (in the caller's write session) and record it in the actions and the audit log."""
     request = ActionRequest(tool=tool, args=args, risk=risk)
     verdict = evaluate(layers_for(session, sandbox), request)
-    action = Action(
-        sandbox_id=sandbox.id, tool=tool, args=args, risk=risk.value, verdict=verdict.to_record(), brokered=brokered
-    )
-    outcome = GateOutcome(action)
-    decision = verdict.decision
+    decision, by, detail = verdict.decision, "policy", _policy_detail(verdict)
     if decision == Decision.ask and verdict.rememberable:
         grant = next((g for g in grants_in_scope(session, sandbox, tool) if grant_covers(g, request)), None)
         if grant is not None:
-            _settle(
-                action,
-                ActionStatus.allowed,
-                "grant",
-                {"grant_id": grant.id, "reason": f"grant {grant.id} ({grant.scope})"},
-            )
-            decision = Decision.allow
-    if decision == Decision.allow and action.status == ActionStatus.pending:
-        _settle(action, ActionStatus.allowed, "policy", _policy_detail(verdict))
-    elif decision == Decision.deny:
-        _settle(action, ActionStatus.denied, "policy", _policy_detail(verdict))
-        action.message = verdict.message or f"denied by policy: {verdict.reason}"
-    if brokered and action.status == ActionStatus.allowed:
-        action.broker_status = "queued"
-    session.add(action)
-    session.flush()
-    _count_denials(sandbox, action, verdict, escalate_after, outcome)
-    if decision == Decision.ask:
-        action.decision = _policy_detail(verdict)
+            decision, by = Decision.allow, "grant"
+            detail = {"grant_id": grant.id, "reason": f"grant {grant.id} ({grant.scope})"}
+    status = _STATUS[decision]
+    now = utcnow()
+    action: dict[str, Any] = {
+        "sandbox_id": sandbox.id,
+        "tool": tool,
+        "args": args,
+        "risk": risk.value,
+        "status": status,
+        "final_args": None,
+        "message": None,
+        "decided_by": None if status == ActionStatus.pending else by,
+        "decision": detail,
+        "verdict": verdict.to_record(),
+        "approval_id": None,
+        "brokered": brokered,
+        "broker_status": "queued" if brokered and status == ActionStatus.allowed else None,
+        "created_at": now,
+        "decided_at": None if status == ActionStatus.pending else now,
+    }
+    if status == ActionStatus.denied:
+        action["message"] = verdict.message or f"denied by policy: {verdict.reason}"
+    action["id"] = session.connection().execute(_INSERT_ACTION, action).scalar_one()
+    outcome = GateOutcome(action)
+    _count_denials(session, sandbox, status, verdict, escalate_after, outcome)
+    if status == ActionStatus.pending:
         outcome.approval = open_action_approval(session, sandbox=sandbox, action=action, verdict=verdict)
-        action.approval_id = outcome.approval.id
+        action["approval_id"] = outcome.approval.id
+        session.connection().execute(_SET_APPROVAL, {"action": action["id"], "approval": outcome.approval.id})
     record(
         session,
         sandbox.id,
         "action",
-        action_id=action.id,
+        action_id=action["id"],
         tool=tool,
         args=args,
-        status=action.status.value,
-        decided_by=action.decided_by,
+        status=status.value,
+        decided_by=action["decided_by"],
         reason=verdict.reason,
-        approval_id=action.approval_id,
+        approval_id=action["approval_id"],
     )
     audit.append(
         session,
         actor=f"sandbox:{sandbox.id}",
         event="action.requested",
-        subject=f"action:{action.id}",
+        subject=f"action:{action['id']}",
         tool=tool,
         args=args,
         risk=risk.value,
-        status=action.status.value,
-        decided_by=action.decided_by,
+        status=status.value,
+        decided_by=action["decided_by"],
         reason=verdict.reason,
     )
-    session.add(sandbox)
     return outcome
 
 
-def _count_denials(sandbox: Sandbox, action: Action, verdict: Verdict, limit: int, outcome: GateOutcome) -> None:
-    if action.status != ActionStatus.denied:
-        sandbox.consecutive_denials = 0
+_STATUS = {Decision.allow: ActionStatus.allowed, Decision.deny: ActionStatus.denied, Decision.ask: ActionStatus.pending}
+
+
+def _count_denials(
+    session: Session, sandbox: Subject, status: ActionStatus, verdict: Verdict, limit: int, outcome: GateOutcome
+) -> None:
+    denials = sandbox.consecutive_denials + 1 if status == ActionStatus.denied else 0
+    if denials != sandbox.consecutive_denials:
+        session.connection().execute(_SET_DENIALS, {"sandbox": sandbox.id, "denials": denials})
+    if status != ActionStatus.denied:
         return
-    sandbox.consecutive_denials += 1
     if verdict.escalate:
         outcome.escalate = f"hit a policy boundary: {verdict.reason}"
-    elif limit and sandbox.consecutive_denials >= limit:
-        outcome.escalate = f"{sandbox.consecutive_denials} denied actions in a row"
-
-
-def _settle(action: Action, status: ActionStatus, by: str, detail: dict[str, Any]) -> None:
-    action.status = status
-    action.decided_by = by
-    action.decision = detail
-    action.decided_at = utcnow()
+    elif limit and denials >= limit:
+        outcome.escalate = f"{denials} denied actions in a row"
 
 
 def _policy_detail(verdict: Verdict) -> dict[str, Any]:
@@ -189,15 +256,17 @@ def summarise(tool: str, args: dict[str, Any]) -> str:
     return f"{tool} {json.dumps(args, sort_keys=True)}"[:500]
 
 
-def open_action_approval(session: Session, *, sandbox: Sandbox, action: Action, verdict: Verdict) -> Approval:
+def open_action_approval(
+    session: Session, *, sandbox: Subject, action: Mapping[str, Any], verdict: Verdict
+) -> Approval:
     timeout = verdict.timeout_s or DEFAULT_TIMEOUT_S
     approval = Approval(
         kind=ApprovalKind.action,
         sandbox_id=sandbox.id,
-        action_id=action.id,
-        summary=summarise(action.tool, action.args),
-        data={"tool": action.tool, "args": action.args, "reason": verdict.reason},
-        risk=action.risk,
+        action_id=action["id"],
+        summary=summarise(action["tool"], action["args"]),
+        data={"tool": action["tool"], "args": action["args"], "reason": verdict.reason},
+        risk=action["risk"],
         approvers=list(verdict.approvers or []),
         quorum=verdict.quorum or 1,
         on_timeout=verdict.on_timeout or "deny",
@@ -215,7 +284,7 @@ def open_action_approval(session: Session, *, sandbox: Sandbox, action: Action, 
         kind=approval.kind.value,
         status="pending",
         summary=approval.summary,
-        action_id=action.id,
+        action_id=action["id"],
     )
     announce(session, approval.id or 0, "approval.requested")
     return approval

@@ -19,6 +19,7 @@ from controller.oversight.signals import publish_decided
 
 if TYPE_CHECKING:
     from controller.fleet import Fleet
+    from controller.oversight.gate import Subject
 
 log = logging.getLogger(__name__)
 NOTIFY_TASK = "fleetgate.notify.approval"
@@ -29,7 +30,7 @@ def open_item(
     session: Session,
     *,
     kind: ApprovalKind,
-    sandbox: Sandbox,
+    sandbox: Sandbox | Subject,
     summary: str,
     actor: str,
     data: dict[str, Any] | None = None,
