@@ -32,16 +32,17 @@ PENDING = "fleetgate_events"
 FLEET_MAXLEN = 100_000
 SANDBOX_MAXLEN = 10_000
 
-# KEYS[1] = fleet stream, then one sandbox stream per event; ARGV = maxlens, then (kind, JSON payload) per event.
-# The kind rides in its own field so a reader can filter without parsing the payload.
+# KEYS[1] = fleet stream, KEYS[2] = the events counter, then one sandbox stream per event; ARGV = maxlens, then
+# (kind, JSON payload) per event. The kind rides in its own field so a reader can filter without parsing the payload.
 _XADD_BOTH = """
 local ids = {}
-for i = 2, #KEYS do
-  local k, e = ARGV[2 * i - 1], ARGV[2 * i]
+for i = 3, #KEYS do
+  local k, e = ARGV[2 * i - 3], ARGV[2 * i - 2]
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', k, 'e', e)
   redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], id, 'k', k, 'e', e)
   ids[#ids + 1] = id
 end
+redis.call('INCRBY', KEYS[2], #ids)
 return ids
 """
 
@@ -61,19 +62,21 @@ def counter_key(instance: str) -> str:
 class EventBus:
     """Publishes events from a background thread in batches, so no request waits on Redis or a second write.
 
-    `submit` queues (blocking when `capacity` events are waiting: back-pressure, never unbounded memory);
-    the publisher drains whatever is queued, waits at most `linger_s` for more, and emits the batch.
+    `submit` queues (blocking when `capacity` events are waiting: back-pressure, never unbounded memory).
+    An event after a quiet spell is published at once; a busy stream is published in batches at most every
+    `interval_s`, so a steady stream costs one Redis call and one INSERT per interval rather than per event, and
+    the thread takes the interpreter from the request handlers that many fewer times.
     """
 
     def __init__(
-        self, client: redis.Redis, engine: Engine, instance: str, *, capacity: int = 100_000, linger_s: float = 0.002
+        self, client: redis.Redis, engine: Engine, instance: str, *, capacity: int = 100_000, interval_s: float = 0.02
     ) -> None:
         self.client = client
         self.engine = engine
         self.instance = instance
         self._script = client.register_script(_XADD_BOTH)
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue(maxsize=capacity)
-        self._linger_s = linger_s
+        self._interval_s = interval_s
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -100,14 +103,16 @@ class EventBus:
                 atexit.register(self.flush, 5.0)
 
     def _run(self) -> None:
+        last = 0.0
         while True:
             batch = [self._queue.get()]
-            deadline = time.monotonic() + self._linger_s
+            time.sleep(max(0.0, last + self._interval_s - time.monotonic()))  # asleep, not woken by each event
             while len(batch) < 2000:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            last = time.monotonic()
             try:
                 self.emit(batch)
             except Exception:  # a database hiccup must not kill the publisher; the batch is logged and dropped
@@ -135,11 +140,14 @@ class EventBus:
         return len(rows)
 
     def _publish(self, batch: list[tuple[str, str, dict[str, Any]]], payloads: list[str]) -> list[str]:
-        keys = [fleet_stream(self.instance), *(sandbox_stream(self.instance, s) for s, _, _ in batch)]
+        keys = [
+            fleet_stream(self.instance),
+            counter_key(self.instance),
+            *(sandbox_stream(self.instance, s) for s, _, _ in batch),
+        ]
         args = [arg for (_, kind, _), payload in zip(batch, payloads, strict=True) for arg in (kind, payload)]
         try:
             raw = self._script(keys=keys, args=[FLEET_MAXLEN, SANDBOX_MAXLEN, *args])
-            self.client.incrby(counter_key(self.instance), len(batch))
         except redis.RedisError as e:  # live view degrades; history in the database stays complete
             log.warning("%d events not published live (Redis): %s", len(batch), e)
             return []
