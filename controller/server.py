@@ -28,7 +28,7 @@ import uvicorn
 import uvloop
 
 from controller.config import Settings, task_queue
-from controller.db import migrate
+from controller.db import Checkpointer, migrate
 from controller.errors import FleetgateError, Unavailable
 from controller.fleet import Fleet
 
@@ -176,10 +176,13 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     worker = WorkerSupervisor(settings) if with_worker else None
     if worker is not None:
         worker.start()
+    checkpoints = Checkpointer(fleet.engine)
+    checkpoints.start()
     pid_file(settings).write_text(f"{os.getpid()}\n")
     try:
         uvloop.run(_serve_both(api, gateway, sock, worker))
     finally:
+        checkpoints.stop()
         pid_file(settings).unlink(missing_ok=True)
         if worker is not None:
             worker.stop()

@@ -1,7 +1,9 @@
-"""Schema management: the migrations build exactly the models' schema, and applying them again is a no-op."""
+"""Schema management (the migrations build exactly the models' schema, applying them again is a no-op), stored
+times, and where SQLite's WAL checkpoints happen."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from controller.config import Settings
-from controller.db import engine_for, migrate, schema_is_current
+from controller.db import Checkpointer, engine_for, make_engine, migrate, schema_is_current
 from controller.models import Event
 
 
@@ -53,3 +55,42 @@ def test_naive_times_are_refused(tmp_path: Path) -> None:
         session.add(Event(sandbox_id="sb_0", kind="t", data={}, created_at=datetime(2026, 1, 1)))
         with pytest.raises(Exception, match="naive datetimes"):
             session.commit()
+
+
+FILL = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) "
+    "INSERT INTO filler SELECT randomblob(4000) FROM n"
+)
+
+
+def _wal_after_filling(path: Path, *, checkpoint_every_s: float | None) -> int:
+    """Write about 32 MB in 80 transactions, with a checkpointer (or SQLite's own checkpoints, for None); the
+    WAL file's size afterwards: its high-water mark, since it starts again from the beginning once a checkpoint
+    has caught up."""
+    engine = make_engine(f"sqlite:///{path}")
+    checkpoints = Checkpointer(engine, interval_s=checkpoint_every_s or 0, backstop_pages=1_000_000)
+    if checkpoint_every_s is not None:
+        checkpoints.start()
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE filler (x BLOB)")
+        with engine.connect() as conn:
+            expected = 1000 if checkpoint_every_s is None else 1_000_000
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == expected
+        for _ in range(80):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(FILL)
+            time.sleep(0.01)
+        return Path(f"{path}-wal").stat().st_size
+    finally:
+        checkpoints.stop()
+        engine.dispose()
+
+
+def test_the_checkpointer_keeps_the_wal_small_though_commits_no_longer_checkpoint(tmp_path: Path) -> None:
+    assert _wal_after_filling(tmp_path / "with.db", checkpoint_every_s=0.05) < 12 << 20
+
+
+def test_without_its_thread_only_the_backstop_would_bound_the_wal(tmp_path: Path) -> None:
+    assert _wal_after_filling(tmp_path / "stalled.db", checkpoint_every_s=3600) > 30 << 20
+    assert _wal_after_filling(tmp_path / "default.db", checkpoint_every_s=None) < 12 << 20  # SQLite's own
