@@ -188,14 +188,14 @@ class Delivery(SQLModel, table=True):
 
 class Notification(SQLModel, table=True):
     """An approval event for the webhooks, written in the same transaction as the event (an outbox): the worker
-    turns it into deliveries, and the sweep queues one whose task never reached the worker (Redis was away)."""
+    takes it (deletes it) as it plans the deliveries, and the sweep queues one whose task never reached the worker
+    (Redis was away). So the table holds only work still to do."""
 
     __table_args__ = AUTOINCREMENT
 
     id: int | None = Field(default=None, primary_key=True)
     approval_id: int = Field(index=True)
     event: str = Field(max_length=48)
-    planned: bool = Field(default=False, index=True)
     created_at: datetime = _when(default_factory=utcnow)
 
 

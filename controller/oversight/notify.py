@@ -48,15 +48,10 @@ def announce(session: Session, approval_id: int, event: str) -> None:
 
 
 def claim(session: Session, approval_id: int, event: str) -> bool:
-    """Take the event's notification for planning (compare-and-set): a second run of the same task gets False."""
+    """Take the event's notification for planning, in the planning transaction: it leaves the outbox, so a second
+    run of the same task gets False, and the outbox does not grow with the approvals."""
     taken = session.execute(
-        sa.update(Notification)
-        .where(
-            col(Notification.approval_id) == approval_id,
-            col(Notification.event) == event,
-            col(Notification.planned).is_(False),
-        )
-        .values(planned=True)
+        sa.delete(Notification).where(col(Notification.approval_id) == approval_id, col(Notification.event) == event)
     )
     return bool(taken.rowcount)  # type: ignore[attr-defined]
 
@@ -69,7 +64,7 @@ def stranded(
     now = utcnow()
     notes = session.exec(
         select(Notification.approval_id, Notification.event)
-        .where(col(Notification.planned).is_(False), col(Notification.created_at) < now - notes_after)
+        .where(col(Notification.created_at) < now - notes_after)
         .order_by(col(Notification.id))
         .limit(limit)
     ).all()

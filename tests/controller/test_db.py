@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from controller.config import Settings
-from controller.db import Checkpointer, engine_for, make_engine, migrate, schema_is_current
+from controller.db import Checkpointer, alembic_config, engine_for, make_engine, migrate, schema_is_current
 from controller.models import Event
 
 
@@ -34,6 +35,23 @@ def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
     migrate(settings)
     assert schema_is_current(engine_for(settings.db_url))
     assert len((tmp_path / "fleetgate.db").read_bytes()) == len(before)
+
+
+def test_upgrading_the_notification_outbox_keeps_only_the_work_still_to_do(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    engine = engine_for(settings.db_url)
+    with engine.begin() as conn:
+        config = alembic_config(settings.db_url)
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        for approval_id, planned in ((1, True), (2, False), (3, True)):
+            conn.exec_driver_sql(
+                "INSERT INTO notification (approval_id, event, planned, created_at) VALUES (?, ?, ?, ?)",
+                (approval_id, "approval.requested", planned, "2026-11-30 12:00:00.000000"),
+            )
+    migrate(settings)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT approval_id FROM notification").scalars().all() == [2]
 
 
 def test_times_come_back_aware_and_in_utc(tmp_path: Path) -> None:

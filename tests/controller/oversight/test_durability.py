@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -208,6 +209,8 @@ def test_webhooks_for_approvals_made_while_redis_was_down_are_sent_once_it_is_ba
             assert events() == ["approval.decided", "approval.requested"]
         finally:
             receiver.server.shutdown()
+    with sqlite3.connect(own_controller.home / "fleetgate.db") as db:  # planned is done: the outbox is empty
+        assert db.execute("SELECT approval_id, event FROM notification").fetchall() == []
 
 
 def test_killed_controller_leaves_no_orphan_worker(own_controller: Controller) -> None:
