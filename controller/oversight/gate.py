@@ -65,11 +65,13 @@ _INSERT_ACTION = sa.insert(_actions).returning(_actions.c.id)
 _SET_APPROVAL = (
     sa.update(_actions).where(_actions.c.id == sa.bindparam("action")).values(approval_id=sa.bindparam("approval"))
 )
-_SET_DENIALS = (
+_DENIED = (  # counted in the database, so two calls at once cannot both count from the same number
     sa.update(_sandboxes)
     .where(_sandboxes.c.id == sa.bindparam("sandbox"))
-    .values(consecutive_denials=sa.bindparam("denials"))
+    .values(consecutive_denials=_sandboxes.c.consecutive_denials + 1)
+    .returning(_sandboxes.c.consecutive_denials)
 )
+_NOT_DENIED = sa.update(_sandboxes).where(_sandboxes.c.id == sa.bindparam("sandbox")).values(consecutive_denials=0)
 
 
 @dataclass(frozen=True)
@@ -234,11 +236,11 @@ _STATUS = {Decision.allow: ActionStatus.allowed, Decision.deny: ActionStatus.den
 def _count_denials(
     session: Session, sandbox: Subject, status: ActionStatus, verdict: Verdict, limit: int, outcome: GateOutcome
 ) -> None:
-    denials = sandbox.consecutive_denials + 1 if status == ActionStatus.denied else 0
-    if denials != sandbox.consecutive_denials:
-        session.connection().execute(_SET_DENIALS, {"sandbox": sandbox.id, "denials": denials})
     if status != ActionStatus.denied:
+        if sandbox.consecutive_denials:
+            session.connection().execute(_NOT_DENIED, {"sandbox": sandbox.id})
         return
+    denials = session.connection().execute(_DENIED, {"sandbox": sandbox.id}).scalar_one()
     if verdict.escalate:
         outcome.escalate = f"hit a policy boundary: {verdict.reason}"
     elif limit and denials >= limit:

@@ -17,13 +17,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 from controller.config import Settings
 from controller.db import engine_for, migrate, schema_is_current, write_session
+from controller.models import Sandbox
 from controller.oversight import audit
 from tests.conftest import make_controller, running
 from tests.controller.oversight.conftest import AgentRun, agent_script, decide, parsed, pending_for
+from tests.controller.oversight.test_gate import add_sandbox, propose
 
 SOCKET_DIR = "/var/run/postgresql"
 
@@ -81,6 +83,26 @@ def test_the_audit_chain_holds_under_concurrent_appends_and_catches_edits(pg_url
     with write_session(engine) as session:
         problems = audit.verify(session).problems
     assert [p.entry_id for p in problems] == [50]
+
+
+def test_denials_in_a_row_are_counted_exactly_when_one_sandbox_calls_at_once(pg_url: str, tmp_path: Path) -> None:
+    migrate(Settings(home=tmp_path, database_url=pg_url))
+    engine = engine_for(pg_url)
+    sandbox_id = add_sandbox(engine, 1, policy={"default": "deny"})
+
+    def agent() -> None:
+        for _ in range(20):
+            propose(engine, 1, "rm")
+
+    threads = [threading.Thread(target=agent) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with Session(engine) as session:
+        sandbox = session.get(Sandbox, sandbox_id)
+        assert sandbox is not None
+        assert sandbox.consecutive_denials == 80
 
 
 def test_a_controller_on_postgresql_runs_the_oversight_flow(

@@ -44,7 +44,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _sandbox(engine: Engine, n: int, *, policy: Any = None, template: dict[str, Any] | None = None) -> str:
+def add_sandbox(engine: Engine, n: int, *, policy: Any = None, template: dict[str, Any] | None = None) -> str:
     with write_session(engine) as session:
         template_id = None
         if template is not None:
@@ -68,7 +68,7 @@ def _sandbox(engine: Engine, n: int, *, policy: Any = None, template: dict[str, 
     return f"sb_{n:012d}"
 
 
-def _propose(
+def propose(
     engine: Engine, n: int, tool: str, args: dict[str, Any] | None = None, risk: Risk = Risk.low
 ) -> GateOutcome:
     with write_session(engine) as session:
@@ -86,8 +86,8 @@ def _action(engine: Engine, action_id: int) -> Action:
 def test_the_fleet_layer_stored_as_text_overrides_an_allowing_sandbox_and_cites_its_line(engine: Engine) -> None:
     with write_session(engine) as session:
         set_fleet_policy(session, value=FLEET_TEXT, actor="admin")
-    _sandbox(engine, 1, policy="autonomous")
-    outcome = _propose(engine, 1, "payments.charge", {"amount": 5})
+    add_sandbox(engine, 1, policy="autonomous")
+    outcome = propose(engine, 1, "payments.charge", {"amount": 5})
     reply = outcome.reply()
     assert (reply["status"], reply["decided_by"], reply["message"]) == (
         "denied",
@@ -98,27 +98,27 @@ def test_the_fleet_layer_stored_as_text_overrides_an_allowing_sandbox_and_cites_
     assert (action.status, action.decision["layer"], action.decision["line"]) == ("denied", "fleet", 3)
     assert action.message == "no payments from this fleet"
     assert action.decided_at is not None
-    allowed = _propose(engine, 1, "read_file", {"path": "a"}).reply()
+    allowed = propose(engine, 1, "read_file", {"path": "a"}).reply()
     assert (allowed["status"], allowed["args"]) == ("allowed", {"path": "a"})
 
 
 def test_a_templates_policy_applies_to_its_sandboxes_unless_they_carry_their_own(engine: Engine) -> None:
     template = {"policy": {"default": "deny", "rules": [{"tool": "read_file", "decision": "allow"}]}}
-    _sandbox(engine, 2, template=template)
-    _sandbox(engine, 3, template={}, policy=None)  # neither: the supervised preset
-    denied = _propose(engine, 2, "deploy")
+    add_sandbox(engine, 2, template=template)
+    add_sandbox(engine, 3, template={}, policy=None)  # neither: the supervised preset
+    denied = propose(engine, 2, "deploy")
     assert denied.reply()["status"] == "denied"
     assert _action(engine, denied.action["id"]).decision["layer"] == "template"
-    assert _propose(engine, 2, "read_file", {"path": "x"}).reply()["status"] == "allowed"
-    low = _propose(engine, 3, "deploy")
+    assert propose(engine, 2, "read_file", {"path": "x"}).reply()["status"] == "allowed"
+    low = propose(engine, 3, "deploy")
     assert low.reply()["status"] == "allowed"
     assert _action(engine, low.action["id"]).verdict["rule_name"] == "low risk"
-    assert _propose(engine, 3, "deploy", risk=Risk.medium).reply()["status"] == "pending"
+    assert propose(engine, 3, "deploy", risk=Risk.medium).reply()["status"] == "pending"
 
 
 def test_an_ask_opens_an_approval_that_the_action_row_points_to(engine: Engine) -> None:
-    _sandbox(engine, 4, policy={"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]})
-    outcome = _propose(engine, 4, "deploy", {"env": "prod"})
+    add_sandbox(engine, 4, policy={"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]})
+    outcome = propose(engine, 4, "deploy", {"env": "prod"})
     reply = outcome.reply()
     assert reply["status"] == "pending"
     assert reply["approval_id"] is not None
@@ -136,16 +136,18 @@ def test_an_ask_opens_an_approval_that_the_action_row_points_to(engine: Engine) 
 
 
 def test_a_remembered_grant_allows_what_would_ask(engine: Engine) -> None:
-    sandbox_id = _sandbox(engine, 5, policy={"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]})
+    sandbox_id = add_sandbox(engine, 5, policy={"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]})
     with write_session(engine) as session:
         session.add(Grant(scope=GrantScope.sandbox, scope_ref=sandbox_id, tool="deploy", created_by="ann"))
-    reply = _propose(engine, 5, "deploy").reply()
+    reply = propose(engine, 5, "deploy").reply()
     assert (reply["status"], reply["decided_by"]) == ("allowed", "grant")
     assert _action(engine, reply["action_id"]).decision["grant_id"] is not None
 
 
 def test_denials_in_a_row_are_counted_on_the_sandbox_escalate_at_the_limit_and_reset(engine: Engine) -> None:
-    sandbox_id = _sandbox(engine, 6, policy={"default": "deny", "rules": [{"tool": "read_file", "decision": "allow"}]})
+    sandbox_id = add_sandbox(
+        engine, 6, policy={"default": "deny", "rules": [{"tool": "read_file", "decision": "allow"}]}
+    )
 
     def denials() -> int:
         with Session(engine) as session:
@@ -153,16 +155,16 @@ def test_denials_in_a_row_are_counted_on_the_sandbox_escalate_at_the_limit_and_r
             assert sandbox is not None
             return sandbox.consecutive_denials
 
-    assert [_propose(engine, 6, "rm").escalate for _ in range(2)] == [None, None]
+    assert [propose(engine, 6, "rm").escalate for _ in range(2)] == [None, None]
     assert denials() == 2
-    assert _propose(engine, 6, "rm").escalate == "3 denied actions in a row"
-    _propose(engine, 6, "read_file")
+    assert propose(engine, 6, "rm").escalate == "3 denied actions in a row"
+    propose(engine, 6, "read_file")
     assert denials() == 0
 
 
 def test_every_call_is_one_audit_entry_and_the_chain_verifies(engine: Engine) -> None:
-    _sandbox(engine, 7, policy="autonomous")
-    ids = [_propose(engine, 7, "read_file", {"path": str(i)}).action["id"] for i in range(5)]
+    add_sandbox(engine, 7, policy="autonomous")
+    ids = [propose(engine, 7, "read_file", {"path": str(i)}).action["id"] for i in range(5)]
     with Session(engine) as session:
         subjects = session.exec(select(AuditEntry.subject).order_by(col(AuditEntry.id))).all()
         result = audit.verify(session)
@@ -172,8 +174,8 @@ def test_every_call_is_one_audit_entry_and_the_chain_verifies(engine: Engine) ->
 
 
 def test_a_token_answers_only_for_its_own_sandbox(engine: Engine) -> None:
-    _sandbox(engine, 8)
-    _sandbox(engine, 9)
+    add_sandbox(engine, 8)
+    add_sandbox(engine, 9)
     with write_session(engine) as session:
         with pytest.raises(Forbidden, match="belongs to sandbox sb_000000000008"):
             subject_for_token(session=session, secret="fgs_token8", sandbox_id="sb_000000000009")
