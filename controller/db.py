@@ -81,7 +81,7 @@ class Checkpointer:
     """Moves SQLite's WAL checkpoints off the request path, onto a thread of their own.
 
     By default the commit that takes the WAL past 1,000 pages copies them into the database file and syncs it,
-    and that one request waits several milliseconds: about one gate call in sixty at full speed. Here the
+    and that one request waits several milliseconds (the gate's p99 showed it). Here the
     engine's own commits only do so past `backstop_pages` (if this thread ever falls behind), and every
     `interval_s` this thread runs a passive checkpoint, which waits for nobody. Once a checkpoint has caught up,
     the next commit starts the WAL from the beginning again, so it stays small.

@@ -25,8 +25,7 @@ from controller.models import ROW_ID_MAX, SANDBOX_ID_PATTERN, Sandbox, utcnow
 from controller.oversight import audit
 from controller.oversight.approvals import get_approval
 from controller.oversight.brokers import broker_for
-from controller.oversight.gate import GateOutcome, gate
-from controller.oversight.gate import reply as action_reply
+from controller.oversight.gate import GateOutcome, action_reply, gate
 from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, ApprovalStatus
 from controller.oversight.policy import Risk
 from controller.oversight.queue import after_commit, open_item, queue_broker

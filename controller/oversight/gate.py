@@ -5,7 +5,7 @@ policy of its own and none from its template gets the `supervised` preset. An `a
 covers is allowed by that grant. Denials in a row (or a rule marked `escalate`) hand the sandbox to a person.
 
 This is every agent's hot path, so it reads and writes with statements built once, here, rather than through the
-ORM: building a statement and tracking objects cost more than SQLite itself (see bench/gate_inprocess.py).
+ORM, whose statement building and object tracking cost more CPU than SQLite's own work on this path.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def grants_in_scope(session: Session, sandbox: Subject, tool: str) -> list[Grant
     return list(session.exec(query.order_by(col(Grant.id))))
 
 
-def reply(action: Mapping[str, Any], approval_id: int | None = None) -> dict[str, Any]:
+def action_reply(action: Mapping[str, Any], approval_id: int | None = None) -> dict[str, Any]:
     """What the agent's runtime receives about an action (its row's columns)."""
     status = ActionStatus(action["status"])
     body: dict[str, Any] = {"action_id": action["id"], "status": status.value}
@@ -153,7 +153,7 @@ class GateOutcome:
     escalate: str | None = None
 
     def reply(self) -> dict[str, Any]:
-        return reply(self.action, self.approval.id if self.approval is not None else None)
+        return action_reply(self.action, self.approval.id if self.approval is not None else None)
 
 
 def gate(

@@ -86,8 +86,9 @@ def _wal_after_filling(path: Path, *, checkpoint_every_s: float | None) -> int:
     WAL file's size afterwards: its high-water mark, since it starts again from the beginning once a checkpoint
     has caught up."""
     engine = make_engine(f"sqlite:///{path}")
-    checkpoints = Checkpointer(engine, interval_s=checkpoint_every_s or 0, backstop_pages=1_000_000)
+    checkpoints = None
     if checkpoint_every_s is not None:
+        checkpoints = Checkpointer(engine, interval_s=checkpoint_every_s, backstop_pages=1_000_000)
         checkpoints.start()
     try:
         with engine.begin() as conn:
@@ -101,7 +102,8 @@ def _wal_after_filling(path: Path, *, checkpoint_every_s: float | None) -> int:
             time.sleep(0.01)
         return Path(f"{path}-wal").stat().st_size
     finally:
-        checkpoints.stop()
+        if checkpoints is not None:
+            checkpoints.stop()
         engine.dispose()
 
 
