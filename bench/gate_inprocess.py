@@ -1,4 +1,5 @@
-"""The gate's own cost, without HTTP: token check, policy, action row, audit entry and commit, in this process.
+"""The gate's own cost, without HTTP: the flow the gateway calls (token check, policy, action row, audit entry,
+commit), in this process.
 
 What `bench/oversight.py` measures end to end minus the round trip through uvicorn and the runtime socket; the
 difference between the two is the transport. The action's live event is dropped here: the controller hands it to
@@ -21,11 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import percentile
 from controller.auth import hash_token
 from controller.config import Settings
-from controller.db import engine_for, migrate, write_session
-from controller.events import bus
-from controller.gateway.auth import subject_for_token
+from controller.db import migrate, write_session
+from controller.fleet import Fleet
 from controller.models import Sandbox, SandboxStatus
-from controller.oversight.gate import gate
 from controller.oversight.policy import Risk
 
 SANDBOX_ID = "sb_000000000001"
@@ -34,10 +33,20 @@ POLICY = {"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]}
 
 
 class _Dropped:
-    """Stands in for the controller's event bus."""
+    """Stands in for the controller's event bus, its task queue and its wake-up channel (an allowed read_file
+    queues no task and wakes nobody)."""
 
     def submit(self, items: object) -> None:
         pass
+
+    def send(self, task: object, args: object) -> str:
+        raise AssertionError("an auto-allowed action queues no task")
+
+    def state(self, task_id: str) -> dict[str, object]:
+        return {}
+
+    def publish(self, items: object) -> None:
+        raise AssertionError("an auto-allowed action wakes nobody")
 
 
 def main() -> int:
@@ -47,8 +56,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
         settings = Settings(home=Path(tmp))
         migrate(settings)
-        engine = engine_for(settings.db_url)
-        with write_session(engine) as session:
+        dropped = _Dropped()
+        fleet = Fleet(settings, events=dropped, tasks=dropped, wake=dropped)
+        with write_session(fleet.db) as session:
             session.add(
                 Sandbox(
                     id=SANDBOX_ID,
@@ -64,20 +74,22 @@ def main() -> int:
 
         def one(i: int) -> float:
             started = time.perf_counter()
-            with write_session(engine) as session:
-                sandbox = subject_for_token(session=session, secret=SECRET, sandbox_id=SANDBOX_ID)
-                gate(
-                    session, sandbox=sandbox, tool="read_file", args={"path": f"f{i}"}, risk=Risk.low, escalate_after=3
-                )
+            fleet.runtime.propose(
+                secret=SECRET,
+                sandbox_id=SANDBOX_ID,
+                tool="read_file",
+                args={"path": f"f{i}"},
+                risk=Risk.low,
+                brokered=False,
+            )
             return (time.perf_counter() - started) * 1000
 
-        bus.install(_Dropped())  # type: ignore[arg-type]
         for i in range(100):  # warm-up: caches, compiled policy, SQLite pages
             one(i)
         cpu = time.process_time()
         times = [one(i) for i in range(args.calls)]
         cpu_ms = (time.process_time() - cpu) * 1000
-        engine.dispose()
+        fleet.db.dispose()
     print(f"\nauto-allowed gate in-process, {args.calls} calls (no HTTP)\n")
     print("| median ms | p99 ms | mean ms | CPU ms per call |")
     print("| --------: | -----: | ------: | --------------: |")

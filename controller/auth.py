@@ -7,7 +7,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
@@ -46,6 +46,25 @@ def ensure_user(*, session: Session, name: str, role: Role) -> User:
     session.add(user)
     session.flush()
     return user
+
+
+Owned = TypeVar("Owned", bound="HasId")
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+def sandbox_token_owner(secret: str, found: Owned | None, sandbox_id: str) -> Owned:
+    """The sandbox a runtime token was found for, if it is a sandbox token and names `sandbox_id`."""
+    if not secret.startswith(SANDBOX_TOKEN_PREFIX):
+        raise Unauthorized("the runtime gateway takes sandbox tokens only")
+    if found is None:
+        raise Unauthorized("unknown or retired sandbox token")
+    if found.id != sandbox_id:
+        raise Forbidden(f"this token belongs to sandbox {found.id}, not {sandbox_id}")
+    return found
 
 
 def create_token(*, session: Session, name: str, role: Role, label: str = "api") -> TokenCreated:
@@ -136,11 +155,11 @@ def user_for_session(*, session: Session, request: Request) -> User:
 
 
 def open_console_session(*, session: Session, user: User) -> tuple[str, str]:
-    """A new console session for `user`: returns (cookie secret, CSRF token); only the secret's hash is stored."""
+    """A new console session for `user` (in the caller's transaction): returns (cookie secret, CSRF token); only
+    the secret's hash is stored."""
     assert user.id is not None
     secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     session.add(ConsoleSession(hash=hash_token(secret), user_id=user.id, csrf=csrf, expires_at=utcnow() + SESSION_TTL))
-    session.commit()
     return secret, csrf
 
 

@@ -133,11 +133,6 @@ def instance_id(settings: Settings) -> str:
         return value
 
 
-def task_queue(settings: Settings) -> str:
-    """The Celery queue of one controller: two controllers that share a Redis database never take each other's work."""
-    return f"fleetgate.{instance_id(settings)}"
-
-
 def env_file() -> str:
     return os.environ.get("FLEETGATE_ENV_FILE", DEFAULT_ENV_FILE)
 

@@ -157,15 +157,6 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_write_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction takes the write lock first; for endpoints that append to the audit log."""
-    with write_session(request.app.state.engine) as session:
-        yield session
-
-
-WriteSessionDep = Annotated[Session, Depends(get_write_session)]
-
-
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

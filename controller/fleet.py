@@ -1,82 +1,93 @@
-"""The collaborators one controller process works with, built once from settings and handed to the edges.
+"""The composition root: what one process works with, built once at start-up and handed to the edges.
 
-The API app, the runtime gateway, the Celery worker and the CLI each build one `Fleet`; tests build one on their
-own home, database and Redis database. Nothing here reaches a service until it is first used.
+The API app, the runtime gateway, the Celery worker and the CLI each build one `Fleet` from settings (tests build
+one on their own home, database and Redis database, or with an in-memory engine and no Redis at all). Only the
+edges hold it: the flows and the domain packages get their collaborators in their constructors. Making one
+connects to nothing; the Docker engines and Redis are reached on first use.
+
+    Fleet.events    where committed events go: EventBus (Redis Streams + history) or StoredEvents (history only)
+    Fleet.tasks     where slow work goes: CeleryTasks
+    Fleet.hosts     the container engines by host name
+    Fleet.sandboxes / upkeep / decisions / runtime / outbox / admin    the use cases (controller/flows)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
-
 import redis
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from controller.config import Settings, instance_id
 from controller.db import engine_for
 from controller.errors import RedisUnavailable
-from controller.events.bus import EventBus, install
+from controller.events.bus import EventBus, EventSink, StoredEvents
+from controller.events.wakeups import Publisher
+from controller.flows.admin import AdminFlows
+from controller.flows.decisions import DecisionFlows
+from controller.flows.effects import EffectRunner, TaskQueue, WakePublisher
+from controller.flows.outbox import OutboxFlows
+from controller.flows.runtime import RuntimeFlows
+from controller.flows.sandboxes import SandboxFlows
+from controller.flows.unit import Transactions
+from controller.flows.upkeep import Upkeep
 from controller.models import Host
-from controller.sandboxes.hosts import DockerHosts
-from controller.sandboxes.service import SandboxService
+from controller.names import Keys
+from controller.sandboxes.credentials import Credentials
+from controller.sandboxes.hosts import Connect, Hosts
+from controller.sandboxes.provision import Provisioner
+from controller.taskqueue import CeleryTasks
 
 
-@dataclass
+def event_bus(settings: Settings) -> EventBus:
+    """A process's event bus: committed events go live on Redis Streams and are kept for history. The controller
+    and the worker make one each at start-up and hand it to their `Fleet` (and the gateway's output route)."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    return EventBus(client, engine_for(settings.db_url), Keys(instance_id(settings)))
+
+
 class Fleet:
-    settings: Settings
-    send_task: Any = field(default=None, repr=False)
-
-    @cached_property
-    def engine(self) -> Engine:
-        return engine_for(self.settings.db_url)
-
-    @cached_property
-    def instance(self) -> str:
-        return instance_id(self.settings)
-
-    @cached_property
-    def hosts(self) -> DockerHosts:
-        hosts = DockerHosts(self.settings.docker_url, lookup=self._host_url)
-        with Session(self.engine) as session:
-            for row in session.exec(select(Host)):
-                hosts.add(row.name, row.url)
-        return hosts
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        events: EventSink | None = None,
+        tasks: TaskQueue | None = None,
+        wake: WakePublisher | None = None,
+        connect: Connect | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance = instance_id(settings)
+        self.keys = Keys(self.instance)
+        self.db = engine_for(settings.db_url)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.events = events if events is not None else StoredEvents(self.db)
+        self.tasks = tasks if tasks is not None else CeleryTasks(settings)
+        self.hosts = Hosts(settings.docker_url, connect=connect, lookup=self._host_url, known=self._known_hosts)
+        self.tx = Transactions(self.db, self.events)
+        provisioner = Provisioner(
+            instance=self.instance,
+            uid=settings.sandbox_uid,
+            credentials=Credentials(settings.sandboxes_dir, settings.sandbox_uid),
+            gateway_dir=settings.gateway_dir,
+        )
+        self.sandboxes = SandboxFlows(tx=self.tx, hosts=self.hosts, provisioner=provisioner, settings=settings)
+        self.upkeep = Upkeep(tx=self.tx, hosts=self.hosts, sandboxes=self.sandboxes)
+        self.decisions = DecisionFlows(tx=self.tx)
+        self.runtime = RuntimeFlows(tx=self.tx, settings=settings)
+        self.outbox = OutboxFlows(tx=self.tx, settings=settings)
+        self.admin = AdminFlows(
+            tx=self.tx, hosts=self.hosts, provisioner=provisioner, upkeep=self.upkeep, settings=settings
+        )
+        publisher = wake if wake is not None else Publisher(self.redis, self.keys)
+        self.tx.apply = EffectRunner(tasks=self.tasks, wake=publisher, lifecycle=self.sandboxes).apply
 
     def _host_url(self, name: str) -> str | None:
-        with Session(self.engine) as session:
+        with Session(self.db) as session:
             row = session.exec(select(Host).where(Host.name == name)).first()
             return row.url if row else None
 
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-
-    @cached_property
-    def bus(self) -> EventBus:
-        """Where events go live (Redis Streams) and for history (the database); installed for this process."""
-        bus = EventBus(self.redis, self.engine, self.instance)
-        install(bus)
-        return bus
-
-    @cached_property
-    def sandboxes(self) -> SandboxService:
-        return SandboxService(settings=self.settings, hosts=self.hosts, instance=self.instance, enqueue=self.enqueue)
-
-    def enqueue(self, task: str, args: list[Any], **options: Any) -> str:
-        """Hand slow work to the Celery workers (by task name, so the API never imports the worker)."""
-        if self.send_task is None:
-            from controller.worker.celery_app import make_celery
-
-            self.send_task = make_celery(self.settings).send_task
-        # Give up quickly when Redis is away: a request must not hang on it. Pool top-ups and brokered actions are
-        # picked up again by beat's sweeps; a webhook notification that could not be queued is lost (logged).
-        options.setdefault("retry_policy", {"max_retries": 2, "interval_start": 0, "interval_step": 0.2})
-        try:
-            return str(self.send_task(task, args=args, **options).id)
-        except Exception as e:  # kombu raises OperationalError & co. when the broker is away
-            raise RedisUnavailable(self.settings.redis_url, e) from e
+    def _known_hosts(self) -> list[tuple[str, str]]:
+        with Session(self.db) as session:
+            return [(row.name, row.url) for row in session.exec(select(Host))]
 
     def ping_redis(self) -> None:
         try:
@@ -87,25 +98,10 @@ class Fleet:
     def worker_count(self) -> int:
         """Celery workers of this instance seen alive in the last 30 s."""
         try:
-            return sum(1 for _ in self.redis.scan_iter(f"fleetgate:{self.instance}:workers:*"))
+            return sum(1 for _ in self.redis.scan_iter(self.keys.workers))
         except redis.RedisError:
             return 0
 
-    def task_state(self, task_id: str) -> dict[str, Any]:
-        from celery.result import AsyncResult
-
-        from controller.worker.celery_app import make_celery
-
-        result = AsyncResult(task_id, app=make_celery(self.settings))
-        ready = result.ready()
-        return {
-            "id": task_id,
-            "state": result.state,
-            "result": result.result if ready and result.successful() else None,
-            "error": str(result.result) if ready and not result.successful() else None,
-        }
-
     def close(self) -> None:
         self.hosts.close()
-        if "redis" in self.__dict__:
-            self.redis.close()
+        self.redis.close()

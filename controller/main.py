@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.errors import FleetgateError
 from controller.fleet import Fleet
+from controller.names import Task
 
 log = logging.getLogger("fleetgate")
 
@@ -198,8 +199,7 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fleet = fleet
-    fleet.bus  # noqa: B018 (installs this process's event bus)
-    app.state.engine = fleet.engine
+    app.state.engine = fleet.db
     install_error_handlers(app, body_limit=fleet.settings.max_body_bytes)
     from controller.console import routes as console
 
@@ -213,19 +213,14 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
 def _top_up_pools(fleet: Fleet) -> None:
     """Fill the warm pools now rather than at beat's first tick (this also opens the broker connection)."""
     try:
-        fleet.enqueue("fleetgate.pool.top_up", [])
+        fleet.tasks.send(Task.POOL_TOP_UP, [])
     except FleetgateError as e:
         log.warning("could not queue the pool top-up: %s", e.message)
 
 
 def _reconcile_quietly(fleet: Fleet) -> None:
-    from controller.db import session_scope
-    from controller.sandboxes.reconcile import reconcile
-
     try:
-        with session_scope(fleet.engine) as session:
-            report = reconcile(fleet.sandboxes, session=session)
-        log.info("reconciled on start: %s", report)
+        log.info("reconciled on start: %s", fleet.upkeep.reconcile())
     except FleetgateError as e:
         log.warning("could not reconcile on start: %s", e.message)
     except Exception:  # a reconcile bug must not keep the controller down; the worker retries periodically

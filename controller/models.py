@@ -334,14 +334,6 @@ class Event(SQLModel, table=True):
     created_at: datetime = _when(default_factory=utcnow)
 
 
-class EventPublic(BaseModel):
-    id: int
-    sandbox_id: str
-    kind: str
-    data: dict[str, Any]
-    created_at: datetime
-
-
 class Page(BaseModel, Generic[T]):
     """Every list endpoint answers {"items": [...]}, with a cursor for the next page when there is one."""
 

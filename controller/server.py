@@ -27,10 +27,11 @@ import httpx
 import uvicorn
 import uvloop
 
-from controller.config import Settings, task_queue
+from controller.config import Settings, instance_id
 from controller.db import Checkpointer, migrate
 from controller.errors import FleetgateError, Unavailable
-from controller.fleet import Fleet
+from controller.fleet import Fleet, event_bus
+from controller.names import task_queue
 
 log = logging.getLogger("fleetgate")
 PR_SET_PDEATHSIG = 1
@@ -94,7 +95,7 @@ def start_worker(settings: Settings, *, concurrency: int = 2) -> subprocess.Pope
         "--concurrency",
         str(concurrency),
         "-Q",
-        task_queue(settings),
+        task_queue(instance_id(settings)),
         "--hostname",
         f"fleetgate-{settings.port}@%h",
         "--schedule",
@@ -164,7 +165,8 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
 
     settings.ensure_dirs()
     migrate(settings)
-    fleet = Fleet(settings)
+    bus = event_bus(settings)
+    fleet = Fleet(settings, events=bus)
     preflight(fleet)
     sock = gateway_socket(settings.gateway_socket)
     app = create_app(fleet)
@@ -172,11 +174,11 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     # (clients come back with Last-Event-ID, agents ask again).
     common: dict[str, Any] = {"http": "httptools", "log_level": "warning", "timeout_graceful_shutdown": 3}
     api = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, **common))
-    gateway = _Server(uvicorn.Config(create_gateway(fleet), **common))
+    gateway = _Server(uvicorn.Config(create_gateway(fleet, bus), **common))
     worker = WorkerSupervisor(settings) if with_worker else None
     if worker is not None:
         worker.start()
-    checkpoints = Checkpointer(fleet.engine)
+    checkpoints = Checkpointer(fleet.db)
     checkpoints.start()
     pid_file(settings).write_text(f"{os.getpid()}\n")
     try:

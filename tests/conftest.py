@@ -25,10 +25,29 @@ import httpx
 import pytest
 import redis
 
+from controller.names import Keys
 from controller.sandboxes.spec import LABEL_INSTANCE
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("FLEETGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# The two tiers. A test that asks for one of these services (directly or through another fixture) is an
+# integration test; everything else is the fast tier, which `./scripts/test` runs first with the services made
+# unreachable (FLEETGATE_TEST_TIER=fast), so a fast test that strays onto Docker or Redis fails there.
+SERVICES = frozenset({"docker_client", "redis_url", "pg_url"})
+FAST_TIER = os.environ.get("FLEETGATE_TEST_TIER") == "fast"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def no_services_in_the_fast_tier(service: str) -> None:
+    if FAST_TIER:
+        pytest.fail(f"the fast tier has no {service}; a test that needs it belongs to the integration tier")
+
+
 TEST_INSTANCE_PREFIX = "test"
 FLEETGATE = str(Path(sys.executable).parent / "fleetgate")
 
@@ -53,6 +72,7 @@ def remove_instance(client: Any, match: Any) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
+    no_services_in_the_fast_tier("Docker engine")
     try:
         client = docker.from_env()
         client.ping()
@@ -65,6 +85,7 @@ def docker_client() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
+    no_services_in_the_fast_tier("Redis")
     r = redis.Redis.from_url(REDIS_URL)
     try:
         r.ping()
@@ -77,7 +98,7 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def python_image(docker_client: Any) -> str:
     """The bundled agent image, built offline on first use (debootstrap + docker import + Dockerfile)."""
-    from controller.images import build_images
+    from controller.sandboxes.images import build_images
 
     return build_images(docker_client, progress=lambda _: None)["python"]
 
@@ -186,8 +207,7 @@ def forget_instance(redis_url: str, instance: str) -> int:
     Celery's task results expire by themselves within the hour."""
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
     try:
-        patterns = (f"fleetgate:{instance}:*", f"fleetgate.{instance}*", f"_kombu.binding*.fleetgate.{instance}")
-        keys = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
+        keys = [key for pattern in Keys(instance).everything for key in client.scan_iter(match=pattern, count=1000)]
         return int(client.delete(*keys)) if keys else 0
     except redis.ConnectionError:  # a Redis the test stopped for good took the keys with it
         return 0

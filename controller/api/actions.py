@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlmodel import col, select
 
-from controller.api.deps import Before, RowId, SessionDep, Viewer, WriteSessionDep
+from controller.api.deps import Before, FleetDep, RowId, SessionDep, Viewer
 from controller.errors import NotFound
-from controller.oversight import audit
 from controller.oversight.models import Action, ActionStatus, ReviewRequest
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
@@ -57,13 +56,6 @@ def get_action(action_id: RowId, _: Viewer, session: SessionDep) -> dict[str, An
 
 
 @router.post("/{action_id}/review")
-def review_action(action_id: RowId, body: ReviewRequest, user: Viewer, session: WriteSessionDep) -> dict[str, Any]:
+def review_action(action_id: RowId, body: ReviewRequest, user: Viewer, fleet: FleetDep) -> dict[str, Any]:
     """Mark an action reviewed or flagged after the fact (auditors and everyone above)."""
-    action = session.get(Action, action_id)
-    if action is None:
-        raise NotFound(f"no action {action_id}")
-    action.review, action.review_note, action.reviewed_by = body.review, body.note, user.name
-    session.add(action)
-    audit.append(session, actor=user.name, event=f"action.{body.review}", subject=f"action:{action_id}", note=body.note)
-    session.commit()
-    return public(action)
+    return public(fleet.decisions.review(action_id, user=user, request=body))

@@ -12,10 +12,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
-from controller.api.deps import Approver, Before, FleetDep, RowId, SessionDep, Viewer, WriteSessionDep
-from controller.errors import Conflict, Invalid
-from controller.oversight import audit
-from controller.oversight.approvals import decide, get_approval, grant_match, may_decide
+from controller.api.deps import Approver, Before, FleetDep, RowId, SessionDep, Viewer
+from controller.oversight.approvals import get_approval, proposed_grant
 from controller.oversight.gate import preview_grant
 from controller.oversight.models import (
     Action,
@@ -23,11 +21,9 @@ from controller.oversight.models import (
     ApprovalKind,
     ApprovalStatus,
     DecisionRequest,
-    Grant,
     GrantScope,
     Vote,
 )
-from controller.oversight.queue import after_decision
 
 router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
 STATUS_FILTER = "^(|all|" + "|".join(s.value for s in ApprovalStatus) + ")$"
@@ -140,12 +136,10 @@ def get_one(approval_id: RowId, _: Viewer, session: SessionDep) -> dict[str, Any
 
 @router.post("/{approval_id}/decision", response_model=dict[str, Any])
 def decision(
-    approval_id: RowId, body: DecisionRequest, user: Approver, fleet: FleetDep, session: WriteSessionDep
+    approval_id: RowId, body: DecisionRequest, user: Approver, fleet: FleetDep, session: SessionDep
 ) -> dict[str, Any]:
     """Approve (optionally with edited args, optionally remembered as a grant) or deny with a message."""
-    decided = decide(session, approval_id=approval_id, user=user, request=body)
-    session.commit()
-    after_decision(fleet, [decided])
+    decided = fleet.decisions.decide(approval_id, user=user, request=body)
     view = publish(session, [decided.approval])[0]
     return {
         "approval": view,
@@ -155,19 +149,9 @@ def decision(
 
 
 @router.post("/{approval_id}/take", response_model=ApprovalPublic)
-def take(approval_id: RowId, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
+def take(approval_id: RowId, user: Approver, fleet: FleetDep, session: SessionDep) -> dict[str, Any]:
     """Assign a pending item (an escalation, say) to yourself, so others see someone is on it."""
-    approval = get_approval(session, approval_id)
-    if approval.status != ApprovalStatus.pending:
-        raise Conflict(f"approval {approval_id} is already {approval.status.value}")
-    refusal = may_decide(user, approval)
-    if refusal:
-        raise Invalid(refusal)
-    approval.assignee = user.name
-    session.add(approval)
-    audit.append(session, actor=user.name, event="approval.taken", subject=f"approval:{approval_id}")
-    session.commit()
-    return publish(session, [approval])[0]
+    return publish(session, [fleet.decisions.take(approval_id, user=user)])[0]
 
 
 @router.get("/{approval_id}/preview", response_model=dict[str, Any])
@@ -175,19 +159,7 @@ def preview(
     approval_id: RowId, _: Viewer, session: SessionDep, scope: GrantScope = GrantScope.sandbox
 ) -> dict[str, Any]:
     """What remembering this approval would allow: the grant's match, and the past actions it would have covered."""
-    approval = get_approval(session, approval_id)
-    action = session.get(Action, approval.action_id) if approval.action_id else None
-    if action is None:
-        raise Invalid("only action approvals can be remembered")
-    from controller.models import Sandbox
-
-    sandbox = session.get(Sandbox, approval.sandbox_id)
-    ref = {
-        GrantScope.sandbox: approval.sandbox_id,
-        GrantScope.template: str(sandbox.template_id if sandbox else ""),
-        GrantScope.fleet: None,
-    }[scope]
-    grant = Grant(scope=scope, scope_ref=ref, tool=action.tool, match=grant_match(action), created_by="preview")
+    grant = proposed_grant(session, get_approval(session, approval_id), scope, created_by="preview")
     matched = preview_grant(session, grant=grant)
     return {
         "scope": scope.value,

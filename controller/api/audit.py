@@ -67,7 +67,7 @@ def export(_: Viewer, fleet: FleetDep) -> StreamingResponse:
     """The whole log as JSON lines, oldest first."""
 
     def lines() -> Iterator[str]:
-        with Session(fleet.engine) as session:
+        with Session(fleet.db) as session:
             for line in audit.export(session):
                 yield line + "\n"
 

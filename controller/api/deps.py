@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 
 from controller.auth import require
-from controller.db import SessionDep, WriteSessionDep
+from controller.db import SessionDep
 from controller.fleet import Fleet
 from controller.models import ROW_ID_MAX, SANDBOX_ID_PATTERN, Role, User
 
@@ -40,5 +40,4 @@ __all__ = [
     "SandboxId",
     "SessionDep",
     "Viewer",
-    "WriteSessionDep",
 ]

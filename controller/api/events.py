@@ -25,7 +25,6 @@ from starlette.types import Receive, Scope, Send
 
 from controller.api.deps import FleetDep, Viewer
 from controller.errors import Invalid
-from controller.events.bus import fleet_stream, sandbox_stream
 from controller.fleet import Fleet
 from controller.models import SANDBOX_ID_PATTERN, Event
 
@@ -96,7 +95,7 @@ class EventStream(Response):
 def backfill(fleet: Fleet, sandbox: str | None, after: str, first_in_stream: str | None) -> list[str]:
     """Frames for events after `after` that the stream no longer holds (trimmed), from the database."""
     start, end = parse_id(after), parse_id(first_in_stream) if first_in_stream else None
-    with Session(fleet.engine) as session:
+    with Session(fleet.db) as session:
         anchor = session.exec(select(Event.id).where(Event.stream_id == after)).first()
         query = select(Event).where(col(Event.stream_id).is_not(None))
         if anchor is not None:
@@ -115,7 +114,7 @@ def backfill(fleet: Fleet, sandbox: str | None, after: str, first_in_stream: str
 async def frames(
     fleet: Fleet, client: aioredis.Redis, *, sandbox: str | None, kinds: set[str] | None, after: str
 ) -> AsyncIterator[str]:
-    key = sandbox_stream(fleet.instance, sandbox) if sandbox else fleet_stream(fleet.instance)
+    key = fleet.keys.sandbox_stream(sandbox) if sandbox else fleet.keys.fleet_stream
     yield "retry: 2000\n\n"
     try:
         if after not in ("$", "0", "0-0"):

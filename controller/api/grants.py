@@ -7,11 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from controller.api.deps import Approver, RowId, SessionDep, Viewer, WriteSessionDep
-from controller.errors import Forbidden, NotFound
-from controller.models import Role, utcnow
-from controller.oversight import audit
-from controller.oversight.approvals import SCOPE_ROLE
+from controller.api.deps import Approver, FleetDep, RowId, SessionDep, Viewer
 from controller.oversight.models import Grant
 
 router = APIRouter(prefix="/api/v1/grants", tags=["grants"])
@@ -27,16 +23,6 @@ def list_grants(_: Viewer, session: SessionDep, all: bool = False) -> dict[str, 
 
 
 @router.delete("/{grant_id}")
-def revoke_grant(grant_id: RowId, user: Approver, session: WriteSessionDep) -> dict[str, Any]:
+def revoke_grant(grant_id: RowId, user: Approver, fleet: FleetDep) -> dict[str, Any]:
     """Revoke a grant: matching actions ask again. Needs the role that may create a grant of that scope."""
-    grant = session.get(Grant, grant_id)
-    if grant is None or grant.revoked_at is not None:
-        raise NotFound(f"no active grant {grant_id}")
-    needed = SCOPE_ROLE[grant.scope]
-    if not Role(user.role).includes(needed):
-        raise Forbidden(f"revoking a {grant.scope.value}-wide grant needs the {needed.value} role")
-    grant.revoked_at, grant.revoked_by = utcnow(), user.name
-    session.add(grant)
-    audit.append(session, actor=user.name, event="grant.revoked", subject=f"grant:{grant_id}")
-    session.commit()
-    return grant.model_dump(mode="json")
+    return fleet.decisions.revoke_grant(grant_id, user=user).model_dump(mode="json")

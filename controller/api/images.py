@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import Admin, FleetDep, Viewer
+from controller.names import Task
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 
@@ -22,26 +23,16 @@ class BuildRequest(BaseModel):
 @router.get("")
 def list_images(_: Viewer, fleet: FleetDep) -> dict[str, list[dict[str, Any]]]:
     """fleetgate's images on the local engine."""
-    images = fleet.hosts.local.call(lambda c: c.api.images(filters={"label": "fleetgate.image"}))
-    return {
-        "items": [
-            {
-                "id": i["Id"],
-                "tags": i.get("RepoTags") or [],
-                "size": i.get("Size"),
-                "created": i.get("Created"),
-            }
-            for i in images
-        ]
-    }
+    images = fleet.hosts.local.images("fleetgate.image")
+    return {"items": [{"id": i.id, "tags": list(i.tags), "size": i.size, "created": i.created} for i in images]}
 
 
 @router.post("/build", status_code=202)
 def build(body: BuildRequest, _: Admin, fleet: FleetDep) -> dict[str, str]:
     """Build the sandbox images on a Celery worker; poll GET /api/v1/images/builds/{id}."""
-    return {"id": fleet.enqueue("fleetgate.images.build", [body.base, body.force])}
+    return {"id": fleet.tasks.send(Task.BUILD_IMAGES, [body.base, body.force])}
 
 
 @router.get("/builds/{task_id}")
 def build_state(task_id: str, _: Viewer, fleet: FleetDep) -> dict[str, Any]:
-    return fleet.task_state(task_id)
+    return fleet.tasks.state(task_id)

@@ -7,17 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
 from controller.api.deps import Approver, FleetDep, RowId, SessionDep
-from controller.db import write_session
 from controller.errors import Conflict, FleetgateError, Forbidden
-from controller.models import User
-from controller.oversight.approvals import decide, get_approval, may_decide
+from controller.oversight.approvals import get_approval, may_decide
 from controller.oversight.links import link_key, sign, verify
-from controller.oversight.models import ApprovalStatus, DecisionRequest, LinkUse
-from controller.oversight.queue import after_decision
+from controller.oversight.models import ApprovalStatus
 
 router = APIRouter(tags=["links"])
 
@@ -78,25 +73,8 @@ def use_link(token: str, fleet: FleetDep) -> HTMLResponse:
     """Decide with the link, once."""
     try:
         claims = verify(link_key(fleet.settings.home), token)
-        with write_session(fleet.engine) as session:
-            try:
-                session.add(LinkUse(jti=claims.jti))
-                session.flush()
-            except IntegrityError as e:
-                raise Conflict("this link was used already; each link works once") from e
-            user = session.exec(select(User).where(User.name == claims.user)).first()
-            if user is None:
-                raise Forbidden(f"the link's user {claims.user!r} no longer exists")
-            decided = decide(
-                session,
-                approval_id=claims.approval_id,
-                user=user,
-                request=DecisionRequest(decision=claims.decision),
-                via="link",
-            )
-            session.commit()
+        decided = fleet.decisions.decide_by_link(claims)
     except FleetgateError as e:
         return _page("Not decided", f"<p>{html.escape(e.message)}</p>", e.status_code)
-    after_decision(fleet, [decided])
     state = decided.approval.status.value if decided.final else "waiting for more approvals"
     return _page("Decided", f"<p>Approval {claims.approval_id}: your {claims.decision} was recorded ({state}).</p>")

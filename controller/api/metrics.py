@@ -15,7 +15,6 @@ from prometheus_client.registry import Collector
 from sqlmodel import Session, col, func, select
 
 from controller.api.deps import FleetDep, Viewer
-from controller.events.bus import counter_key
 from controller.fleet import Fleet
 from controller.models import Sandbox, SandboxStatus
 from controller.oversight.models import Action, Approval, ApprovalKind, ApprovalStatus
@@ -29,7 +28,7 @@ class FleetCollector(Collector):
         self.fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
-        with Session(self.fleet.engine) as session:
+        with Session(self.fleet.db) as session:
             yield self._sandboxes(session)
             yield self._pending(session)
             yield self._latency(session)
@@ -82,7 +81,7 @@ class FleetCollector(Collector):
     def _events(self) -> Metric:
         family = CounterMetricFamily("fleetgate_events", "Events published to the live streams (rate() = events/s)")
         try:
-            total = int(self.fleet.redis.get(counter_key(self.fleet.instance)) or 0)
+            total = int(self.fleet.redis.get(self.fleet.keys.events_total) or 0)
         except redis.RedisError:
             total = 0
         family.add_metric([], total)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from controller.api.deps import ROW_ID_MAX, FleetDep, Operator, SandboxId, SessionDep, Viewer
-from controller.events.store import OUTPUT_KINDS, history
+from controller.events.store import history
 from controller.models import (
     ExecRequest,
     ExecResult,
@@ -21,7 +21,7 @@ from controller.models import (
     SandboxStatus,
     Template,
 )
-from controller.oversight import audit
+from controller.names import OUTPUT_KINDS
 from controller.sandboxes import files
 
 router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
@@ -54,18 +54,7 @@ def to_public(session: Session, sandbox: Sandbox) -> SandboxPublic:
 @router.post("", status_code=201, response_model=SandboxPublic)
 def create_sandbox(body: SandboxCreate, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
     """Create and start a hardened sandbox from an image or a template."""
-    sandbox = fleet.sandboxes.create(session=session, request=body, owner=user)
-    audit.record_event(
-        fleet.engine,
-        actor=user.name,
-        event="sandbox.created",
-        subject=f"sandbox:{sandbox.id}",
-        image=sandbox.image,
-        template=body.template,
-        policy=body.policy,
-        resources=body.resources.model_dump(),
-    )
-    return to_public(session, sandbox)
+    return to_public(session, fleet.sandboxes.create(body, owner=user))
 
 
 @router.get("", response_model=Page[SandboxPublic])
@@ -79,44 +68,36 @@ def list_sandboxes(
     offset: Annotated[int, Query(ge=0, le=ROW_ID_MAX)] = 0,
 ) -> Page[SandboxPublic]:
     """Every sandbox with its live status (newest first)."""
-    rows = fleet.sandboxes.find(session, status=status, include_removed=all, limit=limit + 1, offset=offset)
+    rows = fleet.sandboxes.find(status=status, include_removed=all, limit=limit + 1, offset=offset)
     more = len(rows) > limit
     return Page(items=[to_public(session, s) for s in rows[:limit]], next=str(offset + limit) if more else None)
 
 
 @router.get("/{sandbox_id}", response_model=SandboxPublic)
 def get_sandbox(sandbox_id: SandboxId, _: Viewer, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    return to_public(session, fleet.sandboxes.get(session, sandbox_id))
+    return to_public(session, fleet.sandboxes.get(sandbox_id))
 
 
 @router.post("/{sandbox_id}/exec", response_model=ExecResult)
-def exec_in_sandbox(
-    sandbox_id: SandboxId, body: ExecRequest, _: Operator, fleet: FleetDep, session: SessionDep
-) -> ExecResult:
+def exec_in_sandbox(sandbox_id: SandboxId, body: ExecRequest, _: Operator, fleet: FleetDep) -> ExecResult:
     """Run one command in the sandbox as its user, in /workspace, and return its output."""
-    return fleet.sandboxes.exec(session=session, sandbox_id=sandbox_id, request=body)
+    return fleet.sandboxes.exec(sandbox_id, body)
 
 
 @router.post("/{sandbox_id}/stop", response_model=SandboxPublic)
 def stop_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    sandbox = fleet.sandboxes.stop(session=session, sandbox_id=sandbox_id)
-    audit.record_event(fleet.engine, actor=user.name, event="sandbox.stopped", subject=f"sandbox:{sandbox_id}")
-    return to_public(session, sandbox)
+    return to_public(session, fleet.sandboxes.stop(sandbox_id, actor=user.name, reason=f"stopped by {user.name}"))
 
 
 @router.post("/{sandbox_id}/pause", response_model=SandboxPublic)
 def pause_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
     """Freeze the sandbox's processes (docker pause) until it is resumed."""
-    sandbox = fleet.sandboxes.pause(session=session, sandbox_id=sandbox_id, reason=f"paused by {user.name}")
-    audit.record_event(fleet.engine, actor=user.name, event="sandbox.paused", subject=f"sandbox:{sandbox_id}")
-    return to_public(session, sandbox)
+    return to_public(session, fleet.sandboxes.pause(sandbox_id, actor=user.name, reason=f"paused by {user.name}"))
 
 
 @router.post("/{sandbox_id}/resume", response_model=SandboxPublic)
 def resume_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    sandbox = fleet.sandboxes.resume(session=session, sandbox_id=sandbox_id, reason=f"resumed by {user.name}")
-    audit.record_event(fleet.engine, actor=user.name, event="sandbox.resumed", subject=f"sandbox:{sandbox_id}")
-    return to_public(session, sandbox)
+    return to_public(session, fleet.sandboxes.resume(sandbox_id, actor=user.name, reason=f"resumed by {user.name}"))
 
 
 @router.delete("/{sandbox_id}", response_model=SandboxPublic)
@@ -128,13 +109,8 @@ def remove_sandbox(
     keep_volume: Annotated[bool | None, Query(description="keep the workspace volume")] = None,
 ) -> SandboxPublic:
     """Remove the sandbox's container and, unless kept, its workspace volume."""
-    sandbox = fleet.sandboxes.remove(session=session, sandbox_id=sandbox_id, keep_volume=keep_volume)
-    audit.record_event(
-        fleet.engine,
-        actor=user.name,
-        event="sandbox.removed",
-        subject=f"sandbox:{sandbox_id}",
-        volume_kept=sandbox.keep_volume,
+    sandbox = fleet.sandboxes.remove(
+        sandbox_id, actor=user.name, keep_volume=keep_volume, reason=f"removed by {user.name}"
     )
     return to_public(session, sandbox)
 
@@ -157,7 +133,7 @@ def sandbox_logs(
     tail: Annotated[int | None, Query(ge=1, le=10000, description="only the last N lines")] = None,
 ) -> Page[LogLine]:
     """The output lines the sandbox's command printed, oldest first; page with `after`, or the last `tail`."""
-    fleet.sandboxes.get(session, sandbox_id, live=False)
+    fleet.sandboxes.get(sandbox_id, live=False)
     events = history(session, sandbox_id, kinds=OUTPUT_KINDS, after=after, limit=limit, tail=tail)
     items = [
         LogLine(id=e.id or 0, stream=e.kind, line=str(e.data.get("line", "")), ts=e.data.get("ts")) for e in events
@@ -166,14 +142,12 @@ def sandbox_logs(
 
 
 @router.get("/{sandbox_id}/files")
-def list_files(
-    sandbox_id: SandboxId, _: Operator, fleet: FleetDep, session: SessionDep, path: str = "/workspace"
-) -> dict[str, Any]:
+def list_files(sandbox_id: SandboxId, _: Operator, fleet: FleetDep, path: str = "/workspace") -> dict[str, Any]:
     """A folder of the workspace, as the sandbox's user sees it (folders first)."""
-    return files.list_folder(fleet.sandboxes, session, sandbox_id, path)
+    return fleet.sandboxes.workspace(sandbox_id, files.listing(path))
 
 
 @router.get("/{sandbox_id}/files/content")
-def file_content(sandbox_id: SandboxId, _: Operator, fleet: FleetDep, session: SessionDep, path: str) -> dict[str, Any]:
+def file_content(sandbox_id: SandboxId, _: Operator, fleet: FleetDep, path: str) -> dict[str, Any]:
     """A file of the workspace as text (up to 256 KiB; binary files are reported, not shown)."""
-    return files.read_file(fleet.sandboxes, session, sandbox_id, path)
+    return fleet.sandboxes.workspace(sandbox_id, files.reading(path))

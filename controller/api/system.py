@@ -24,7 +24,7 @@ def status(_: Viewer, fleet: FleetDep) -> dict[str, Any]:
     """The controller's view of its dependencies: database, Redis, each Docker host, the workers."""
     checks: dict[str, Any] = {}
     try:
-        with fleet.engine.connect() as conn:
+        with fleet.db.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as e:  # any driver error means the same thing to an operator: the DB is not usable
@@ -35,12 +35,12 @@ def status(_: Viewer, fleet: FleetDep) -> dict[str, Any]:
     except Unavailable as e:
         checks["redis"] = f"error: {e.message}"
     hosts = {}
-    for host in fleet.hosts:
+    for engine in fleet.hosts:
         try:
-            host.ping()
-            hosts[host.name] = "ok"
+            engine.ping()
+            hosts[engine.name] = "ok"
         except Unavailable as e:
-            hosts[host.name] = f"error: {e.message}"
+            hosts[engine.name] = f"error: {e.message}"
     checks["docker"] = hosts
     checks["workers"] = fleet.worker_count()
     return {"instance": fleet.instance, "version": "0.1.0", "checks": checks}

@@ -5,31 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from controller.api.deps import Admin, RowId, SessionDep, Viewer, WriteSessionDep
-from controller.auth import create_token
-from controller.errors import NotFound
-from controller.models import Role, Token, TokenCreate, TokenCreated, TokenPublic, User, utcnow
-from controller.oversight import audit
+from controller.api.deps import Admin, FleetDep, RowId, SessionDep, Viewer
+from controller.models import Role, Token, TokenCreate, TokenCreated, TokenPublic, User
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
-def mint_token(body: TokenCreate, user: Admin, session: WriteSessionDep) -> TokenCreated:
+def mint_token(body: TokenCreate, user: Admin, fleet: FleetDep) -> TokenCreated:
     """Create a token for user `name` (made if new) with `role`; the secret is shown only here."""
-    created = create_token(session=session, name=body.name, role=body.role, label=body.label)
-    audit.append(
-        session,
-        actor=user.name,
-        event="token.created",
-        subject=f"token:{created.id}",
-        user=body.name,
-        role=body.role.value,
-        label=body.label,
-        prefix=created.prefix,
-    )
-    session.commit()
-    return created
+    return fleet.admin.mint_token(actor=user.name, name=body.name, role=body.role, label=body.label)
 
 
 @router.get("/tokens", response_model=dict[str, list[TokenPublic]])
@@ -53,14 +38,8 @@ def list_tokens(_: Admin, session: SessionDep) -> dict[str, list[TokenPublic]]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: RowId, user: Admin, session: WriteSessionDep) -> None:
-    token = session.get(Token, token_id)
-    if token is None or token.revoked_at is not None:
-        raise NotFound(f"no active token with id {token_id}")
-    token.revoked_at = utcnow()
-    session.add(token)
-    audit.append(session, actor=user.name, event="token.revoked", subject=f"token:{token_id}")
-    session.commit()
+def revoke_token(token_id: RowId, user: Admin, fleet: FleetDep) -> None:
+    fleet.admin.revoke_token(token_id, actor=user.name)
 
 
 @router.get("/me")

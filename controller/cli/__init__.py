@@ -112,14 +112,15 @@ def token_create(
     label: Annotated[str, typer.Option(help="what the token is for")] = "cli",
 ) -> None:
     """Mint a token straight in the database (no running API needed): how an admin recovers access."""
-    from controller.auth import create_token
-    from controller.db import engine_for, migrate, session_scope
+    import getpass
+
+    from controller.db import migrate
+    from controller.fleet import Fleet
 
     settings = get_settings()
     migrate(settings)
-    with session_scope(engine_for(settings.db_url)) as session:
-        created = create_token(session=session, name=name, role=role, label=label)
-    print(created.token)
+    actor = f"cli:{getpass.getuser()}"  # on the controller's machine, as this account
+    print(Fleet(settings).admin.mint_token(actor=actor, name=name, role=role, label=label).token)
 
 
 @images_app.command("build")
@@ -133,10 +134,10 @@ def images_build(
     from rich.live import Live
     from rich.spinner import Spinner
 
-    from controller.images import build_images
-    from controller.sandboxes.hosts import LOCAL, DockerHost
+    from controller.sandboxes.docker_engine import DockerEngine
+    from controller.sandboxes.hosts import LOCAL
 
-    engine = DockerHost(LOCAL, get_settings().docker_url)
+    engine = DockerEngine(LOCAL, get_settings().docker_url)
     spinner = Spinner("dots", text="starting")
     lines = 0
 
@@ -148,7 +149,7 @@ def images_build(
             live.console.print(f"  {message}", highlight=False, no_wrap=True, overflow="ellipsis")
 
     with Live(spinner, console=out, transient=True) as live:
-        refs = build_images(engine.client, base=base, force=force, progress=progress)
+        refs = engine.build_images(base=base, force=force, progress=progress)
     for name, ref in refs.items():
         out.print(f"[green]✓[/] {name}: {ref}")
 

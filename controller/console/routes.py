@@ -13,16 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from controller.api.deps import SessionDep, Viewer
-from controller.auth import (
-    CSRF_COOKIE,
-    SESSION_COOKIE,
-    SESSION_TTL,
-    hash_token,
-    open_console_session,
-    user_for_token,
-)
-from controller.models import ConsoleSession, Role
+from controller.api.deps import FleetDep, Viewer
+from controller.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL
+from controller.models import Role
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -38,10 +31,9 @@ def index() -> FileResponse:
 
 
 @router.post("/console/login")
-def login(body: Login, request: Request, session: SessionDep) -> JSONResponse:
+def login(body: Login, request: Request, fleet: FleetDep) -> JSONResponse:
     """Check the token and open a console session."""
-    user = user_for_token(session=session, secret=body.token.strip())
-    secret, csrf = open_console_session(session=session, user=user)
+    user, secret, csrf = fleet.admin.log_in(body.token.strip())
     response = JSONResponse({"name": user.name, "role": Role(user.role).value, "csrf": csrf})
     secure = request.url.scheme == "https"
     max_age = int(SESSION_TTL.total_seconds())
@@ -51,13 +43,10 @@ def login(body: Login, request: Request, session: SessionDep) -> JSONResponse:
 
 
 @router.post("/console/logout")
-def logout(request: Request, session: SessionDep) -> JSONResponse:
+def logout(request: Request, fleet: FleetDep) -> JSONResponse:
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
-        row = session.get(ConsoleSession, hash_token(secret))
-        if row is not None:
-            session.delete(row)
-            session.commit()
+        fleet.admin.log_out(secret)
     response = JSONResponse({"ok": True})
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)

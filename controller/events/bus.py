@@ -4,8 +4,10 @@ One Lua call adds a batch to both streams, so an event has the same id in the fl
 stream, and that id is its SSE id. The rows go to the database afterwards with their stream ids, so a client
 whose last id has been trimmed from the stream resumes from the database without a gap.
 
-Business code calls `store.record(session, ...)`; the events ride on the session and are emitted right after
-it commits (nothing is published for a transaction that rolls back).
+Domain code calls `store.emit(session, ...)`; the events ride on the session, and the flow that owns the
+transaction hands them to this process's sink once it has committed (nothing goes out for a rollback). The sink is
+made once at start-up and passed to whoever needs it: `EventBus` in the controller and the worker, `StoredEvents`
+(history only, no Redis) in the CLI and the fast tests.
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from controller.models import Event, utcnow
+from controller.names import Keys
 
 log = logging.getLogger(__name__)
-PENDING = "fleetgate_events"
 FLEET_MAXLEN = 100_000
 SANDBOX_MAXLEN = 10_000
 
@@ -47,16 +47,26 @@ return ids
 """
 
 
-def fleet_stream(instance: str) -> str:
-    return f"fleetgate:{instance}:events"
+EventItem = tuple[str, str, dict[str, Any]]  # (sandbox id, kind, data)
 
 
-def sandbox_stream(instance: str, sandbox_id: str) -> str:
-    return f"fleetgate:{instance}:events:{sandbox_id}"
+class EventSink(Protocol):
+    """Where committed events go."""
+
+    def submit(self, items: Iterable[EventItem]) -> None: ...
 
 
-def counter_key(instance: str) -> str:
-    return f"fleetgate:{instance}:events_total"
+class StoredEvents:
+    """History only: events are kept in the database at once, nothing is published live (no Redis)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def submit(self, items: Iterable[EventItem]) -> None:
+        rows = [{"sandbox_id": s, "kind": k, "data": d, "created_at": utcnow()} for s, k, d in items]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(Event), rows)
 
 
 class EventBus:
@@ -69,18 +79,18 @@ class EventBus:
     """
 
     def __init__(
-        self, client: redis.Redis, engine: Engine, instance: str, *, capacity: int = 100_000, interval_s: float = 0.02
+        self, client: redis.Redis, engine: Engine, keys: Keys, *, capacity: int = 100_000, interval_s: float = 0.02
     ) -> None:
         self.client = client
         self.engine = engine
-        self.instance = instance
+        self.keys = keys
         self._script = client.register_script(_XADD_BOTH)
-        self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[EventItem] = queue.Queue(maxsize=capacity)
         self._interval_s = interval_s
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def submit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+    def submit(self, items: Iterable[EventItem]) -> None:
         """Queue events for publishing (returns at once unless the queue is full)."""
         self._ensure_thread()
         for item in items:
@@ -114,14 +124,14 @@ class EventBus:
                     break
             last = time.monotonic()
             try:
-                self.emit(batch)
+                self.publish(batch)
             except Exception:  # a database hiccup must not kill the publisher; the batch is logged and dropped
                 log.exception("%d events could not be kept", len(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    def emit(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+    def publish(self, items: Iterable[EventItem]) -> int:
         """Publish (sandbox_id, kind, data) events live, then keep them (one INSERT for the batch)."""
         batch = list(items)
         if not batch:
@@ -130,7 +140,7 @@ class EventBus:
         payloads = [
             orjson.dumps({"sandbox_id": s, "kind": k, "data": d, "ts": now}, default=str).decode() for s, k, d in batch
         ]
-        ids = self._publish(batch, payloads)
+        ids = self._xadd(batch, payloads)
         rows = [
             {"sandbox_id": s, "kind": k, "data": d, "stream_id": ids[i] if ids else None, "created_at": stamp}
             for i, (s, k, d) in enumerate(batch)
@@ -139,12 +149,8 @@ class EventBus:
             conn.execute(sa.insert(Event), rows)
         return len(rows)
 
-    def _publish(self, batch: list[tuple[str, str, dict[str, Any]]], payloads: list[str]) -> list[str]:
-        keys = [
-            fleet_stream(self.instance),
-            counter_key(self.instance),
-            *(sandbox_stream(self.instance, s) for s, _, _ in batch),
-        ]
+    def _xadd(self, batch: list[EventItem], payloads: list[str]) -> list[str]:
+        keys = [self.keys.fleet_stream, self.keys.events_total, *(self.keys.sandbox_stream(s) for s, _, _ in batch)]
         args = [arg for (_, kind, _), payload in zip(batch, payloads, strict=True) for arg in (kind, payload)]
         try:
             raw = self._script(keys=keys, args=[FLEET_MAXLEN, SANDBOX_MAXLEN, *args])
@@ -152,35 +158,3 @@ class EventBus:
             log.warning("%d events not published live (Redis): %s", len(batch), e)
             return []
         return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
-
-
-_installed: dict[str, EventBus] = {}
-
-
-def install(bus: EventBus) -> None:
-    """Make `bus` the one that recorded events go to after their session commits (one per process)."""
-    _installed["bus"] = bus
-
-
-def pending(session: Session) -> list[tuple[str, str, dict[str, Any]]]:
-    return session.info.setdefault(PENDING, [])  # type: ignore[no-any-return]
-
-
-@event.listens_for(Session, "after_commit")
-def _emit_after_commit(session: Session) -> None:
-    items = session.info.pop(PENDING, None)
-    if not items:
-        return
-    bus = _installed.get("bus")
-    if bus is not None:
-        bus.submit(items)
-        return
-    bind = session.get_bind()  # no bus in this process (a script, a unit test): history only
-    with Session(bind) as history:
-        history.add_all(Event(sandbox_id=s, kind=k, data=d) for s, k, d in items)
-        history.commit()
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_after_rollback(session: Session) -> None:
-    session.info.pop(PENDING, None)

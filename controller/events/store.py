@@ -1,7 +1,8 @@
-"""Sandbox events: lifecycle changes, output lines, actions, approvals, resource samples.
+"""Sandbox events on the session: lifecycle changes, actions, approvals; and reading them back as history.
 
-`record` queues an event on the session; it is published live and kept for history once the session commits
-(see `events.bus`). `history` reads the kept ones.
+`emit` stages an event on the caller's session. Only a flow's transaction (`flows.unit`) takes events: it opens the
+session for them, and after the commit hands them to the process's event sink. Emitting on any other session is a
+programming error, raised at once rather than losing the event quietly.
 """
 
 from __future__ import annotations
@@ -10,15 +11,30 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from controller.events.bus import pending
+from controller.events.bus import EventItem
 from controller.models import Event
 
-OUTPUT_KINDS = ("stdout", "stderr")
+_STAGED = "fleetgate_events"
 
 
-def record(session: Session, sandbox_id: str, kind: str, /, **data: Any) -> None:
-    """Queue one event on the session; it is emitted after the session commits."""
-    pending(session).append((sandbox_id, kind, data))
+def open_for_events(session: Session) -> None:
+    """Let `emit` stage events on this session (the transaction that owns it publishes them after commit)."""
+    session.info[_STAGED] = []
+
+
+def take_events(session: Session) -> list[EventItem]:
+    """The events staged so far, handed over once (an empty list for a session that staged none)."""
+    items: list[EventItem] = session.info.get(_STAGED) or []
+    session.info[_STAGED] = []
+    return items
+
+
+def emit(session: Session, sandbox_id: str, kind: str, /, **data: Any) -> None:
+    """Stage one event; it goes out once the session's transaction commits, and never if it rolls back."""
+    staged = session.info.get(_STAGED)
+    if staged is None:
+        raise RuntimeError("events are emitted inside a flow's write transaction (flows.unit), not a bare session")
+    staged.append((sandbox_id, str(kind), data))
 
 
 def history(

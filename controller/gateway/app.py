@@ -17,15 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from controller.auth import bearer
-from controller.db import SessionDep
 from controller.errors import Invalid
-from controller.events.store import record
+from controller.events.bus import EventSink
+from controller.events.wakeups import Waiter
 from controller.fleet import Fleet
 from controller.gateway import oversight
 from controller.gateway.auth import CurrentSandbox, TokenCache
 from controller.main import install_error_handlers
-from controller.models import SANDBOX_ID_PATTERN, SandboxStatus, utcnow
-from controller.oversight.signals import DecisionWaiter
+from controller.models import SANDBOX_ID_PATTERN
 
 MAX_LINE = 16 * 1024
 
@@ -69,9 +68,10 @@ class LogEntry(BaseModel):
     fields: dict[str, Any] = Field(default_factory=dict)
 
 
-def create_gateway(fleet: Fleet) -> FastAPI:
-    waiter = DecisionWaiter(fleet.settings.redis_url, fleet.instance)
-    tokens = TokenCache(fleet)
+def create_gateway(fleet: Fleet, bus: EventSink) -> FastAPI:
+    """The gateway app; `bus` takes the output lines straight (they are not part of any transaction)."""
+    waiter = Waiter(fleet.settings.redis_url, fleet.keys)
+    tokens = TokenCache(fleet.db)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -81,8 +81,7 @@ def create_gateway(fleet: Fleet) -> FastAPI:
 
     app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.fleet = fleet
-    fleet.bus  # noqa: B018 (installs this process's event bus)
-    app.state.engine = fleet.engine
+    app.state.engine = fleet.db
     app.state.waiter = waiter
     app.include_router(oversight.router)
     install_error_handlers(app, body_limit=8 << 20)
@@ -93,26 +92,13 @@ def create_gateway(fleet: Fleet) -> FastAPI:
         return {"id": sandbox.id, "status": sandbox.status, "heartbeat_s": fleet.settings.heartbeat_s}
 
     @app.post(prefix + "/hello")
-    def hello(sandbox: CurrentSandbox, body: Hello, session: SessionDep) -> dict[str, Any]:
-        sandbox.last_heartbeat_at = utcnow()
-        record(
-            session,
-            sandbox.id,
-            "agent",
-            state="started",
-            pid=body.pid,
-            python=body.python,
-            command=body.command,
-        )
-        session.add(sandbox)
-        session.commit()
+    def hello(sandbox: CurrentSandbox, body: Hello) -> dict[str, Any]:
+        fleet.runtime.hello(sandbox.id, pid=body.pid, python=body.python, command=body.command)
         return {"heartbeat_s": fleet.settings.heartbeat_s}
 
     @app.post(prefix + "/heartbeat", status_code=204)
-    def heartbeat(sandbox: CurrentSandbox, session: SessionDep) -> Response:
-        sandbox.last_heartbeat_at = utcnow()
-        session.add(sandbox)
-        session.commit()
+    def heartbeat(sandbox: CurrentSandbox) -> Response:
+        fleet.runtime.heartbeat(sandbox.id)
         return Response(status_code=204)
 
     @app.post(prefix + "/output")
@@ -121,23 +107,16 @@ def create_gateway(fleet: Fleet) -> FastAPI:
         token by a short-lived cache, so a line costs microseconds here."""
         sandbox = await tokens.sandbox(bearer(request), sandbox_id)
         items = [(sandbox, kind, data) for kind, data in parse_output(await request.body())]
-        await run_in_threadpool(fleet.bus.submit, items)  # blocks only when the publisher is far behind
+        await run_in_threadpool(bus.submit, items)  # blocks only when the publisher is far behind
         return {"accepted": len(items)}
 
     @app.post(prefix + "/exit")
-    def exit_(sandbox: CurrentSandbox, body: Exit, session: SessionDep) -> dict[str, Any]:
-        sandbox.exit_code = body.exit_code
-        sandbox.finished_at = utcnow()
-        if sandbox.status == SandboxStatus.running:
-            sandbox.status = SandboxStatus.exited
-        record(session, sandbox.id, "agent", state="exited", exit_code=body.exit_code)
-        fleet.sandboxes.save_ended(session, sandbox, "the agent's command exited")
-        return {"status": sandbox.status}
+    def exit_(sandbox: CurrentSandbox, body: Exit) -> dict[str, Any]:
+        return {"status": fleet.runtime.exited(sandbox.id, exit_code=body.exit_code)}
 
     @app.post(prefix + "/log")
-    def log(sandbox: CurrentSandbox, body: LogEntry, session: SessionDep) -> dict[str, bool]:
-        record(session, sandbox.id, "log", message=body.message, fields=body.fields)
-        session.commit()
+    def log(sandbox: CurrentSandbox, body: LogEntry) -> dict[str, bool]:
+        fleet.runtime.log(sandbox.id, message=body.message, fields=body.fields)
         return {"ok": True}
 
     return app

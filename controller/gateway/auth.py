@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from controller.auth import SANDBOX_TOKEN_PREFIX, bearer, hash_token
+from controller.auth import SANDBOX_TOKEN_PREFIX, bearer, hash_token, sandbox_token_owner
 from controller.db import SessionDep
-from controller.errors import Forbidden, Unauthorized
-from controller.fleet import Fleet
+from controller.errors import Forbidden
 from controller.models import SANDBOX_ID_PATTERN, Sandbox
-from controller.oversight.gate import Subject, read_subject
-
-S = TypeVar("S", Sandbox, Subject)
 
 
 def sandbox_for_token(*, session: Session, secret: str, sandbox_id: str) -> Sandbox:
-    _sandbox_token(secret)
-    sandbox = session.exec(select(Sandbox).where(Sandbox.token_hash == hash_token(secret))).first()
-    return _owner(sandbox, sandbox_id)
-
-
-def subject_for_token(*, session: Session, secret: str, sandbox_id: str) -> Subject:
-    """The same check for the gate, which reads only what it decides with (see `oversight.gate`)."""
-    _sandbox_token(secret)
-    return _owner(read_subject(session, secret), sandbox_id)
-
-
-def _sandbox_token(secret: str) -> None:
-    if not secret.startswith(SANDBOX_TOKEN_PREFIX):
-        raise Unauthorized("the runtime gateway takes sandbox tokens only")
-
-
-def _owner(sandbox: S | None, sandbox_id: str) -> S:
-    if sandbox is None:
-        raise Unauthorized("unknown or retired sandbox token")
-    if sandbox.id != sandbox_id:
-        raise Forbidden(f"this token belongs to sandbox {sandbox.id}, not {sandbox_id}")
-    return sandbox
+    """The sandbox whose runtime token this is, if it names `sandbox_id` (the gate has its own, leaner read)."""
+    found = None
+    if secret.startswith(SANDBOX_TOKEN_PREFIX):
+        found = session.exec(select(Sandbox).where(Sandbox.token_hash == hash_token(secret))).first()
+    return sandbox_token_owner(secret, found, sandbox_id)
 
 
 def current_sandbox(
@@ -64,8 +44,8 @@ class TokenCache:
     other route, and every decision, checks the database each time.
     """
 
-    def __init__(self, fleet: Fleet, ttl_s: float = 5.0) -> None:
-        self._fleet = fleet
+    def __init__(self, db: Engine, ttl_s: float = 5.0) -> None:
+        self._db = db
         self._ttl_s = ttl_s
         self._known: dict[str, tuple[str, float]] = {}
 
@@ -83,5 +63,5 @@ class TokenCache:
         return hit[0]
 
     def _lookup(self, secret: str, sandbox_id: str) -> str:
-        with Session(self._fleet.engine) as session:
+        with Session(self._db) as session:
             return sandbox_for_token(session=session, secret=secret, sandbox_id=sandbox_id).id

@@ -3,12 +3,13 @@
 A decision is final. Deciding runs in a write session, so two approvers racing are serialised and the second
 finds the item decided (a 409 naming who decided). One deny decides at once; approvals count towards the
 quorum, one vote per person; the sandbox's owner (the requester) never approves their own agent's action.
-What the decision means outside the database (unpause, stop) is returned as effects for the caller to apply
-after commit.
+Nothing here commits. What a decision means outside the database (wake the agent, run its brokered action,
+resume or stop the sandbox, tell the webhooks) is returned as typed effects for the flow to apply after commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from controller.effects import Effect, Pause, Resume, Stop, Wake, run_broker
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
-from controller.events.store import record
+from controller.events.store import emit
 from controller.models import Role, Sandbox, User, utcnow
+from controller.names import EventKind
 from controller.oversight import audit
 from controller.oversight.models import (
     Action,
@@ -38,11 +41,48 @@ SCOPE_ROLE = {GrantScope.sandbox: Role.approver, GrantScope.template: Role.opera
 
 @dataclass
 class Decided:
+    """A vote or a settlement, and what it means outside the database."""
+
     approval: Approval
-    effects: list[tuple[str, str]] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
     grant: Grant | None = None
     final: bool = True
-    brokered: list[int] = field(default_factory=list)
+
+
+def effects_of(decided: Sequence[Decided]) -> list[Effect]:
+    return [effect for d in decided for effect in d.effects]
+
+
+def open_item(
+    session: Session,
+    *,
+    kind: ApprovalKind,
+    sandbox_id: str,
+    owner_id: int | None,
+    summary: str,
+    actor: str,
+    data: dict[str, Any] | None = None,
+) -> tuple[Approval, list[Effect]]:
+    """Put a checkpoint or an escalation in the queue; neither has a deadline. An escalation pauses the sandbox."""
+    item = Approval(kind=kind, sandbox_id=sandbox_id, summary=summary, data=data or {}, requester_id=owner_id)
+    session.add(item)
+    session.flush()
+    emit(
+        session, sandbox_id, EventKind.APPROVAL, approval_id=item.id, kind=kind.value, status="pending", summary=summary
+    )
+    audit.append(
+        session,
+        actor=actor,
+        event=f"{kind.value}.opened",
+        subject=f"approval:{item.id}",
+        sandbox=sandbox_id,
+        summary=summary,
+        data=data or {},
+    )
+    effects: list[Effect] = [announce(session, item.id or 0, "approval.requested")]
+    if kind == ApprovalKind.escalation:
+        effects.append(Pause(sandbox_id, "escalated"))
+    return item, effects
 
 
 def get_approval(session: Session, approval_id: int) -> Approval:
@@ -155,11 +195,12 @@ def settle(
     if won.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"approval {approval.id} was decided by someone else a moment ago")
     session.refresh(approval)
-    decided = Decided(approval)
-    record(
+    keys = [f"approval:{approval.id}"] + ([f"action:{approval.action_id}"] if approval.action_id is not None else [])
+    decided = Decided(approval, effects=[Wake(tuple(keys))])
+    emit(
         session,
         approval.sandbox_id,
-        "approval",
+        EventKind.APPROVAL,
         approval_id=approval.id,
         kind=approval.kind.value,
         status=status.value,
@@ -170,11 +211,13 @@ def settle(
     if approval.kind == ApprovalKind.action and approval.action_id is not None:
         action = _carry_to_action(session, approval)
         if action.brokered and action.status == ActionStatus.allowed:
-            decided.brokered.append(action.id or 0)
-    elif approval.kind == ApprovalKind.escalation:
-        decided.effects.append(("resume" if status == ApprovalStatus.approved else "stop", approval.sandbox_id))
-    elif approval.kind == ApprovalKind.checkpoint and status != ApprovalStatus.approved:
-        decided.effects.append(("stop", approval.sandbox_id))
+            decided.effects.append(run_broker(action.id or 0))
+    elif approval.kind == ApprovalKind.escalation and status == ApprovalStatus.approved:
+        decided.effects.append(Resume(approval.sandbox_id, "escalation resolved"))
+    elif approval.kind == ApprovalKind.escalation and status != ApprovalStatus.cancelled:
+        decided.effects.append(Stop(approval.sandbox_id, "escalation denied"))
+    elif approval.kind == ApprovalKind.checkpoint and status not in (ApprovalStatus.approved, ApprovalStatus.cancelled):
+        decided.effects.append(Stop(approval.sandbox_id, "checkpoint rejected"))
     audit.append(
         session,
         actor=", ".join(voters) or "system",
@@ -184,7 +227,7 @@ def settle(
         message=message,
         args=args,
     )
-    announce(session, approval.id or 0, "approval.decided")
+    decided.effects.append(announce(session, approval.id or 0, "approval.decided"))
     return decided
 
 
@@ -215,10 +258,10 @@ def _carry_to_action(session: Session, approval: Approval) -> Action:
         if approval.status == ApprovalStatus.cancelled:
             action.message = f"cancelled: {approval.message}"
     session.add(action)
-    record(
+    emit(
         session,
         action.sandbox_id,
-        "action",
+        EventKind.ACTION,
         action_id=action.id,
         tool=action.tool,
         args=action.args,
@@ -241,21 +284,9 @@ def _carry_to_action(session: Session, approval: Approval) -> Action:
 
 def remember(session: Session, *, approval: Approval, scope: GrantScope, user: User) -> Grant:
     """Save the approval as a grant: the same action in `scope` is allowed from now on."""
-    action = session.get(Action, approval.action_id)
-    sandbox = session.get(Sandbox, approval.sandbox_id)
-    assert action is not None
-    assert sandbox is not None
-    ref = {GrantScope.sandbox: sandbox.id, GrantScope.template: str(sandbox.template_id or ""), GrantScope.fleet: None}
-    if scope == GrantScope.template and sandbox.template_id is None:
+    grant = proposed_grant(session, approval, scope, created_by=user.name)
+    if scope == GrantScope.template and not grant.scope_ref:
         raise Invalid("this sandbox was not made from a template; remember it for the sandbox or the fleet")
-    grant = Grant(
-        scope=scope,
-        scope_ref=ref[scope],
-        tool=action.tool,
-        match=grant_match(action),
-        created_by=user.name,
-        approval_id=approval.id,
-    )
     session.add(grant)
     session.flush()
     audit.append(
@@ -269,6 +300,28 @@ def remember(session: Session, *, approval: Approval, scope: GrantScope, user: U
         match=grant.match,
     )
     return grant
+
+
+def proposed_grant(session: Session, approval: Approval, scope: GrantScope, *, created_by: str) -> Grant:
+    """The grant that remembering this action approval in `scope` makes (not yet saved: previews show it)."""
+    action = session.get(Action, approval.action_id) if approval.action_id is not None else None
+    if action is None:
+        raise Invalid("only action approvals can be remembered")
+    sandbox = session.get(Sandbox, approval.sandbox_id)
+    template_id = sandbox.template_id if sandbox is not None else None
+    ref = {
+        GrantScope.sandbox: approval.sandbox_id,
+        GrantScope.template: str(template_id) if template_id is not None else "",
+        GrantScope.fleet: None,
+    }[scope]
+    return Grant(
+        scope=scope,
+        scope_ref=ref,
+        tool=action.tool,
+        match=grant_match(action),
+        created_by=created_by,
+        approval_id=approval.id,
+    )
 
 
 def grant_match(action: Action) -> dict[str, Any]:

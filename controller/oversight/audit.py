@@ -20,7 +20,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from controller.errors import Invalid
@@ -79,14 +78,6 @@ def append(session: Session, *, actor: str, event: str, subject: str = "", **dat
         "data": _jsonable(data),
     }
     conn.execute(_INSERT, {**body, "prev_hash": prev_hash, "hash": _digest(body, prev_hash)})
-
-
-def record_event(engine: Engine, *, actor: str, event: str, subject: str = "", **data: Any) -> None:
-    """Append one entry in a transaction of its own (for changes whose own work is already committed)."""
-    from controller.db import write_session
-
-    with write_session(engine) as session:
-        append(session, actor=actor, event=event, subject=subject, **data)
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

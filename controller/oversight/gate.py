@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, or_, select
 
-from controller.auth import hash_token
-from controller.events.store import record
+from controller.auth import hash_token, sandbox_token_owner
+from controller.effects import Effect, run_broker
+from controller.events.store import emit
 from controller.models import Sandbox, Template, utcnow
+from controller.names import EventKind
 from controller.oversight import audit
+from controller.oversight.approvals import open_item
 from controller.oversight.models import (
     Action,
     ActionStatus,
@@ -85,10 +88,11 @@ class Subject:
     owner_id: int | None
 
 
-def read_subject(session: Session, token: str) -> Subject | None:
-    """The sandbox whose token this is (None for none); the caller checks the prefix and which sandbox it names."""
-    row = session.connection().execute(_SUBJECT, {"token_hash": hash_token(token)}).first()
-    return None if row is None else Subject(*row)
+def subject_for_token(session: Session, *, secret: str, sandbox_id: str) -> Subject:
+    """The sandbox asking, by its runtime token, read inside the transaction that decides (the gate's hot path
+    reads only what it decides with); Unauthorized or Forbidden for a token that is not this sandbox's."""
+    row = session.connection().execute(_SUBJECT, {"token_hash": hash_token(secret)}).first()
+    return sandbox_token_owner(secret, None if row is None else Subject(*row), sandbox_id)
 
 
 def layers_for(session: Session, sandbox: Subject) -> list[Layer]:
@@ -148,9 +152,12 @@ def action_reply(action: Mapping[str, Any], approval_id: int | None = None) -> d
 
 @dataclass
 class GateOutcome:
+    """The recorded action, the approval it waits on (for `ask`), the escalation it caused, and the effects."""
+
     action: dict[str, Any]
     approval: Approval | None = None
-    escalate: str | None = None
+    escalation: Approval | None = None
+    effects: list[Effect] = field(default_factory=list)
 
     def reply(self) -> dict[str, Any]:
         return action_reply(self.action, self.approval.id if self.approval is not None else None)
@@ -166,7 +173,8 @@ def gate(
     escalate_after: int,
     brokered: bool = False,
 ) -> GateOutcome:
-    """Decide one proposed action (in the caller's write session) and record it in the actions and the audit log."""
+    """Decide one proposed action (in the caller's write session) and record it in the actions and the audit log;
+    denials in a row, or a rule marked `escalate`, open an escalation too."""
     request = ActionRequest(tool=tool, args=args, risk=risk)
     verdict = evaluate(layers_for(session, sandbox), request)
     decision, by, detail = verdict.decision, "policy", _policy_detail(verdict)
@@ -198,15 +206,18 @@ def gate(
         action["message"] = verdict.message or f"denied by policy: {verdict.reason}"
     action["id"] = session.connection().execute(_INSERT_ACTION, action).scalar_one()
     outcome = GateOutcome(action)
-    _count_denials(session, sandbox, status, verdict, escalate_after, outcome)
+    escalate = _count_denials(session, sandbox, status, verdict, escalate_after)
     if status == ActionStatus.pending:
         outcome.approval = open_action_approval(session, sandbox=sandbox, action=action, verdict=verdict)
+        outcome.effects.append(announce(session, outcome.approval.id or 0, "approval.requested"))
         action["approval_id"] = outcome.approval.id
         session.connection().execute(_SET_APPROVAL, {"action": action["id"], "approval": outcome.approval.id})
-    record(
+    elif action["broker_status"] == "queued":
+        outcome.effects.append(run_broker(action["id"]))
+    emit(
         session,
         sandbox.id,
-        "action",
+        EventKind.ACTION,
         action_id=action["id"],
         tool=tool,
         args=args,
@@ -227,6 +238,16 @@ def gate(
         decided_by=action["decided_by"],
         reason=verdict.reason,
     )
+    if escalate:
+        outcome.escalation, opened = open_item(
+            session,
+            kind=ApprovalKind.escalation,
+            sandbox_id=sandbox.id,
+            owner_id=sandbox.owner_id,
+            summary=escalate,
+            actor="controller",
+        )
+        outcome.effects.extend(opened)
     return outcome
 
 
@@ -234,17 +255,19 @@ _STATUS = {Decision.allow: ActionStatus.allowed, Decision.deny: ActionStatus.den
 
 
 def _count_denials(
-    session: Session, sandbox: Subject, status: ActionStatus, verdict: Verdict, limit: int, outcome: GateOutcome
-) -> None:
+    session: Session, sandbox: Subject, status: ActionStatus, verdict: Verdict, limit: int
+) -> str | None:
+    """Count denials in a row; why the sandbox must be handed to a person now, or None."""
     if status != ActionStatus.denied:
         if sandbox.consecutive_denials:
             session.connection().execute(_NOT_DENIED, {"sandbox": sandbox.id})
-        return
+        return None
     denials = session.connection().execute(_DENIED, {"sandbox": sandbox.id}).scalar_one()
     if verdict.escalate:
-        outcome.escalate = f"hit a policy boundary: {verdict.reason}"
-    elif limit and denials >= limit:
-        outcome.escalate = f"{denials} denied actions in a row"
+        return f"hit a policy boundary: {verdict.reason}"
+    if limit and denials >= limit:
+        return f"{denials} denied actions in a row"
+    return None
 
 
 def _policy_detail(verdict: Verdict) -> dict[str, Any]:
@@ -278,17 +301,16 @@ def open_action_approval(
     )
     session.add(approval)
     session.flush()
-    record(
+    emit(
         session,
         sandbox.id,
-        "approval",
+        EventKind.APPROVAL,
         approval_id=approval.id,
         kind=approval.kind.value,
         status="pending",
         summary=approval.summary,
         action_id=action["id"],
     )
-    announce(session, approval.id or 0, "approval.requested")
     return approval
 
 

@@ -17,6 +17,7 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from controller.effects import Enqueue, notify
 from controller.models import utcnow
 from controller.oversight.links import link_key, sign
 from controller.oversight.models import Approval, Delivery, Notification, Webhook
@@ -41,10 +42,12 @@ def payload(approval: Approval, event: str, *, links: dict[str, str] | None) -> 
     }
 
 
-def announce(session: Session, approval_id: int, event: str) -> None:
+def announce(session: Session, approval_id: int, event: str) -> Enqueue:
     """Keep an approval event for the webhooks in the caller's transaction: it is sent if, and only if, the
-    event itself is committed, whether or not Redis is there to queue the work right then."""
+    event itself is committed, whether or not Redis is there to queue the work right then (the sweep finds it).
+    Returns the effect that queues its planning at once."""
     session.add(Notification(approval_id=approval_id, event=event))
+    return notify(approval_id, event)
 
 
 def claim(session: Session, approval_id: int, event: str) -> bool:

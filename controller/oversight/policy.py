@@ -9,7 +9,7 @@ action is judged per segment (see shell.py) and gets its strictest segment's ans
 - An opaque shell segment is never allowed, by a rule or by a default: allow becomes ask; deny rules still apply.
 - A shell action whose `command` is a list of strings is judged as their shell-quoted join; one whose command is
   missing or not a string is one opaque segment; an empty command is judged once, as it is.
-- When several layers or segments reach the same answer, the reason is the first one's, but their settings (a
+- When several layers or segments reach the same answer, the reason is the first one's, but their terms (a
   default's are the defaults) combine strictly: the largest quorum, the shortest timeout, `on_timeout: allow`
   only if all say so, rememberable only if all are, escalate if any does, the first message, and approvers that
   satisfy every rule (roles rank admin > operator > approver), else `admin`.
@@ -99,8 +99,8 @@ class ActionRequest:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """What a rule tells the approval queue and the agent."""
+class RuleTerms:
+    """What a rule tells the approval queue and the agent (who approves, how many, by when, ...)."""
 
     message: str | None = None
     approvers: tuple[str, ...] = ()
@@ -113,13 +113,13 @@ class Settings:
 
 @dataclass(frozen=True)
 class Rule:
-    """One compiled rule: its decision, its checks (all must pass) and the settings it hands on."""
+    """One compiled rule: its decision, its checks (all must pass) and the terms it hands on."""
 
     index: int
     decision: Decision
     tool: str
     checks: tuple[Check, ...]
-    settings: Settings
+    terms: RuleTerms
     summary: str
     name: str | None = None
     line: int | None = None
@@ -165,8 +165,8 @@ class Layer(NamedTuple):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Verdict(Settings):
-    """What the policy decided, what decided it, and (as a Settings) what the approval queue needs."""
+class Verdict(RuleTerms):
+    """What the policy decided, what decided it, and (as RuleTerms) what the approval queue needs."""
 
     decision: Decision
     layer: str | None
@@ -184,16 +184,16 @@ class Verdict(Settings):
         return None if self.rule is None else self.rule.line
 
     @property
-    def settings(self) -> Settings:
-        return Settings(**{f.name: getattr(self, f.name) for f in fields(Settings)})
+    def terms(self) -> RuleTerms:
+        return RuleTerms(**{f.name: getattr(self, f.name) for f in fields(RuleTerms)})
 
     def to_record(self) -> dict[str, Any]:
         """The verdict as plain JSON, with one entry per shell segment."""
-        settings = {f.name: getattr(self, f.name) for f in fields(Settings)}
+        terms = {f.name: getattr(self, f.name) for f in fields(RuleTerms)}
         segments = [v._brief() | {"command": v.segment.text, "program": v.segment.program, "opaque": v.segment.opaque}
                     for v in self.segments if v.segment is not None]  # fmt: skip
         plain = {"approvers": list(self.approvers), "on_timeout": str(self.on_timeout), "segments": segments}
-        return self._brief() | settings | plain
+        return self._brief() | terms | plain
 
     def _brief(self) -> dict[str, Any]:
         name = None if self.rule is None else self.rule.name
@@ -209,7 +209,7 @@ def evaluate(layers: Sequence[Layer], action: ActionRequest) -> Verdict:
         return _across(layers, action, None)
     parts = [_segment_verdict(layers, a, s) for a, s in _split(action)]
     top = max(parts, key=lambda v: v.decision.rank)
-    tied = [v.settings for v in parts if v.decision == top.decision]
+    tied = [v.terms for v in parts if v.decision == top.decision]
     reason = top.reason if len(parts) == 1 or top.segment is None else f"`{top.segment.text}`: {top.reason}"
     return replace(top, reason=reason, segments=tuple(parts), **vars(_combine(tied)))
 
@@ -236,7 +236,7 @@ def _segment_verdict(layers: Sequence[Layer], action: ActionRequest, segment: Se
 def _across(layers: Sequence[Layer], action: ActionRequest, segment: Segment | None) -> Verdict:
     verdicts = [_within(layer, action, segment) for layer in layers]
     top = max(verdicts, key=lambda v: v.decision.rank)  # max keeps the first (highest) layer on ties
-    return replace(top, **vars(_combine([v.settings for v in verdicts if v.decision == top.decision])))
+    return replace(top, **vars(_combine([v.terms for v in verdicts if v.decision == top.decision])))
 
 
 def _within(layer: Layer, action: ActionRequest, segment: Segment | None) -> Verdict:
@@ -247,23 +247,21 @@ def _within(layer: Layer, action: ActionRequest, segment: Segment | None) -> Ver
         why = f"the default ({policy.default}) of {where}"
         return Verdict(decision=policy.default, layer=layer.name, reason=why, segment=segment)
     why = f"{rule.label()} of {where}: {rule.summary}"
-    return Verdict(
-        decision=rule.decision, layer=layer.name, rule=rule, reason=why, segment=segment, **vars(rule.settings)
-    )
+    return Verdict(decision=rule.decision, layer=layer.name, rule=rule, reason=why, segment=segment, **vars(rule.terms))
 
 
-def _combine(settings: list[Settings]) -> Settings:
-    if len(set(settings)) == 1:
-        return settings[0]
-    timeouts = [s.timeout_s for s in settings if s.timeout_s is not None]
-    return Settings(
-        message=next((s.message for s in settings if s.message), None),
-        approvers=_approvers([s.approvers for s in settings if s.approvers]),
-        quorum=max(s.quorum for s in settings),
+def _combine(terms: list[RuleTerms]) -> RuleTerms:
+    if len(set(terms)) == 1:
+        return terms[0]
+    timeouts = [s.timeout_s for s in terms if s.timeout_s is not None]
+    return RuleTerms(
+        message=next((s.message for s in terms if s.message), None),
+        approvers=_approvers([s.approvers for s in terms if s.approvers]),
+        quorum=max(s.quorum for s in terms),
         timeout_s=min(timeouts) if timeouts else None,
-        on_timeout=Decision.allow if all(s.on_timeout == Decision.allow for s in settings) else Decision.deny,
-        rememberable=all(s.rememberable for s in settings),
-        escalate=any(s.escalate for s in settings),
+        on_timeout=Decision.allow if all(s.on_timeout == Decision.allow for s in terms) else Decision.deny,
+        rememberable=all(s.rememberable for s in terms),
+        escalate=any(s.escalate for s in terms),
     )
 
 
@@ -444,7 +442,7 @@ def _rule(raw: Any, index: int, line: int | None) -> Rule:
     checks, words = rule_checks(raw, place)
     summary = f"{decision} {raw.get('tool', '*')}" + (" when " + " and ".join(words) if words else "")
     name = _typed(raw, place, "name", str, "a string", None)
-    rule = Rule(index, decision, raw.get("tool", "*"), tuple(checks), _settings(raw, place), summary, name, line)
+    rule = Rule(index, decision, raw.get("tool", "*"), tuple(checks), _terms(raw, place), summary, name, line)
     for kind in ("match", "not_match"):
         for i, example in enumerate(_typed(raw, place, kind, list, "a list of example actions", [])):
             if rule.catches(_example(example, (*place, kind, i))) != (kind == "match"):
@@ -456,7 +454,7 @@ def _rule(raw: Any, index: int, line: int | None) -> Rule:
     return rule
 
 
-def _settings(raw: Mapping[str, Any], place: Place) -> Settings:
+def _terms(raw: Mapping[str, Any], place: Place) -> RuleTerms:
     approvers = _typed(raw, place, "approvers", list, "a list of roles or user:NAME", [])
     for i, who in enumerate(approvers):
         if not isinstance(who, str) or not (who in ROLES or (who.startswith("user:") and len(who) > 5)):
@@ -471,7 +469,7 @@ def _settings(raw: Mapping[str, Any], place: Place) -> Settings:
         raise SpecError((*place, "quorum"), f"must be at most {MAX_QUORUM} (got {quorum})")
     if timeout is not None and timeout > MAX_TIMEOUT_S:
         raise SpecError((*place, "timeout_s"), f"must be at most {MAX_TIMEOUT_S} (30 days; got {timeout})")
-    return Settings(
+    return RuleTerms(
         message=_typed(raw, place, "message", str, "a string", None),
         approvers=tuple(approvers),
         quorum=quorum,

@@ -38,13 +38,6 @@ def _compiled(key: str, source: str) -> Policy:
     return policy_from_value(value)
 
 
-def fleet_layer(session: Session) -> StoredPolicy | None:
-    row = session.get(FleetPolicy, 1)
-    if row is None:
-        return None
-    return row.source if row.source is not None else row.document
-
-
 def set_fleet_policy(session: Session, *, value: StoredPolicy | None, actor: str) -> FleetPolicy:
     """Replace the fleet layer (None removes it) after validating it, and say so in the audit log."""
     if value is not None:

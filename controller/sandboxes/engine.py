@@ -1,102 +1,169 @@
-"""Talking to an engine about one sandbox: is this image usable, make the container, translate refusals.
+"""What the controller asks of a container engine, as a typed interface.
 
-Kept apart from the lifecycle in `service.py`: these are the Docker calls, the service decides when to make them.
+`DockerEngine` (docker_engine.py) is the real one, docker-py behind it; `MemoryEngine` (memory.py) keeps containers
+in a dict, so the rules about sandboxes can be tested in milliseconds. The flows receive an `Engine` per host and
+never see docker-py: its errors are translated once, in the adapter, into the domain errors named here.
+
+Errors every method may raise: `EngineUnavailable` (the engine does not answer), `EngineError` (it failed on its
+side), `Invalid` (it refused the parameters). Methods that name a container raise `ContainerMissing` when the
+engine has no such container, unless they say otherwise.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-import docker.errors
-
-from controller.errors import EngineError, ImageMissing, Invalid
-from controller.models import Sandbox
-from controller.sandboxes.hosts import DockerHost, engine_errors
-from controller.sandboxes.spec import (
-    PROBE_TOO_OLD,
-    HostPaths,
-    SandboxShape,
-    container_spec,
-    labels,
-    probe_spec,
-)
+from controller.errors import Conflict, NotFound
+from controller.models import ExecResult
 
 
-@contextmanager
-def engine_refusals() -> Iterator[None]:
-    """Turn the engine's refusals of bad parameters into Invalid, its own failures into EngineError."""
-    try:
-        yield
-    except docker.errors.NotFound:
-        raise
-    except docker.errors.APIError as e:
-        if e.is_client_error():
-            raise Invalid(f"the Docker engine refused this: {e.explanation}") from e
-        raise EngineError(f"the Docker engine failed: {e.explanation}") from e
+class ContainerMissing(NotFound):
+    """The engine has no such container (removed behind our back, or never made)."""
+
+    def __init__(self, container: str) -> None:
+        super().__init__(f"container {container[:12]} is not on the engine")
 
 
-class ImageGate:
-    """Checks that an image exists on a host and can host the runtime (python3 >= 3.9), once per image id."""
+class NotRunning(Conflict):
+    """The container exists but cannot take a command (stopped, paused, exiting)."""
 
-    def __init__(self, instance: str, uid: int) -> None:
-        self.instance = instance
-        self.uid = uid
-        self._verified: set[tuple[str, str]] = set()
-
-    def require(self, host: DockerHost, image: str) -> None:
-        try:
-            image_id = str(host.call(lambda c: c.images.get(image)).id)
-        except docker.errors.ImageNotFound as e:
-            raise ImageMissing(image, host.name) from e
-        except docker.errors.APIError as e:
-            raise Invalid(f"image {image!r} cannot be used: {e.explanation}") from e
-        if (host.name, image_id) not in self._verified:
-            self._probe(host, image)
-            self._verified.add((host.name, image_id))
-
-    def _probe(self, host: DockerHost, image: str) -> None:
-        spec = probe_spec(image, instance=self.instance, uid=self.uid)
-        with engine_errors(host), engine_refusals():
-            container = host.client.containers.create(**spec)
-            try:
-                container.start()
-                code = int(container.wait(timeout=60).get("StatusCode", -1))
-            finally:
-                container.remove(force=True)
-        if code == PROBE_TOO_OLD:
-            raise Invalid(f"image {image!r} cannot host a sandbox: its python3 is older than 3.9")
-        if code != 0:
-            raise Invalid(
-                f"image {image!r} cannot host a sandbox: it has no working python3 on its PATH "
-                f"(fleetgate's runtime needs python3 >= 3.9; the check exited {code})"
-            )
+    def __init__(self, container: str, detail: str = "") -> None:
+        super().__init__(f"container {container[:12]} is not running{': ' + detail if detail else ''}")
 
 
-def provision(
-    host: DockerHost, sandbox: Sandbox, template: str | None, *, instance: str, uid: int, paths: HostPaths
-) -> None:
-    """Create the workspace volume and the hardened container, and start it; sets `sandbox.container_id`."""
-    shape = SandboxShape(sandbox.id, sandbox.image, sandbox.cpus, sandbox.memory_mb, sandbox.pids, template)
-    spec = container_spec(shape, instance=instance, uid=uid, paths=paths, runtime=host.facts.sandbox_runtime)
-    with engine_errors(host), engine_refusals():
-        volume = host.client.volumes.create(name=sandbox.volume, labels=labels(instance, sandbox.id, "workspace"))
-        try:
-            container = host.client.containers.create(**spec)
-        except docker.errors.APIError as e:
-            if "not a directory" in str(e.explanation):  # the image has a file where /workspace goes
-                raise Invalid(f"image {sandbox.image!r} cannot host a sandbox: {e.explanation}") from e
-            raise
-        sandbox.container_id = container.id
-        if host.is_local:
-            own_workspace(volume.attrs.get("Mountpoint"), uid)
-        container.start()
+@dataclass(frozen=True)
+class EngineFacts:
+    """What fleetgate needs to know about an engine to validate and harden a sandbox."""
+
+    ncpu: int
+    mem_bytes: int
+    runtimes: frozenset[str]
+    api_version: str
+
+    @property
+    def sandbox_runtime(self) -> str | None:
+        """gVisor when the engine has it; the engine's default (runc) otherwise."""
+        return "runsc" if "runsc" in self.runtimes else None
 
 
-def own_workspace(mountpoint: str | None, uid: int) -> None:
-    """Images without a /workspace of their own leave the new volume root-owned: hand it to the user."""
-    if not mountpoint or os.geteuid() != 0 or not os.path.isdir(mountpoint):
-        return
-    if os.stat(mountpoint).st_uid != uid:
-        os.chown(mountpoint, uid, uid)
+@dataclass(frozen=True)
+class ContainerState:
+    """A container's state as the engine reports it: created, running, paused, restarting, exited, dead..."""
+
+    status: str
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    labels: Mapping[str, str]
+    state: ContainerState
+    created: datetime
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    labels: Mapping[str, str]
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    size: int | None
+    created: int | None
+
+
+Progress = Callable[[str], None]
+
+
+class Engine(Protocol):
+    """One container engine (one host): everything the controller asks of it."""
+
+    name: str
+    url: str
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the engine shares this machine's files (bind mounts, /proc of exec'd processes)."""
+        ...
+
+    def facts(self) -> EngineFacts:
+        """CPUs, memory and runtimes; asked once and kept."""
+        ...
+
+    def ping(self) -> None: ...
+
+    def image_id(self, image: str) -> str:
+        """The id of an image on this engine; `ImageMissing` when it has none by that name."""
+        ...
+
+    def run_to_end(self, spec: Mapping[str, Any], timeout_s: float) -> int:
+        """Create, start and wait for a short-lived container, remove it, and return its exit code."""
+        ...
+
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> str | None:
+        """Create a named volume; returns its mount point on the engine's machine when known."""
+        ...
+
+    def create_container(self, spec: Mapping[str, Any]) -> str:
+        """Create (not start) a container from a spec of `spec.container_spec`; returns its id."""
+        ...
+
+    def start(self, container: str) -> None: ...
+
+    def state(self, container: str) -> ContainerState | None:
+        """The container's state, or None when the engine has no such container."""
+        ...
+
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Every container (running or not) carrying all these labels."""
+        ...
+
+    def volumes(self, labels: Mapping[str, str]) -> list[VolumeInfo]: ...
+
+    def remove_container(self, container: str) -> None:
+        """Remove by force, without its volumes; a missing container is fine."""
+        ...
+
+    def remove_volume(self, name: str) -> None:
+        """A missing volume is fine; one still in use raises `Conflict`."""
+        ...
+
+    def stop(self, container: str, timeout_s: float) -> None: ...
+
+    def pause(self, container: str) -> None: ...
+
+    def unpause(self, container: str) -> None: ...
+
+    def exec(
+        self,
+        container: str,
+        command: list[str],
+        *,
+        env: Mapping[str, str],
+        workdir: str,
+        timeout_s: float,
+        max_output: int,
+    ) -> ExecResult:
+        """Run a command to completion or its deadline (then kill it and what it started); `NotRunning` when
+        the container cannot take it."""
+        ...
+
+    def stats(self, container: str) -> dict[str, Any] | None:
+        """One-shot resource stats in the engine API's shape, or None for a container that went away."""
+        ...
+
+    def images(self, label: str) -> list[ImageInfo]: ...
+
+    def build_images(self, *, base: str | None, force: bool, progress: Progress) -> dict[str, str]:
+        """Build the sandbox images on this engine (offline by default); returns tag by name."""
+        ...
+
+    def close(self) -> None: ...

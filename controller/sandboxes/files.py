@@ -1,7 +1,7 @@
 """Reading a sandbox's workspace for the console: list a folder, read a file, as the sandbox's own user.
 
-Both run a tiny stdlib script through `exec`, so they see exactly what the agent sees and can read nothing it
-cannot. Paths are confined to /workspace after `..` is resolved.
+Both run a tiny stdlib script through `exec` (the flow does), so they see exactly what the agent sees and can read
+nothing it cannot. Paths are confined to /workspace after `..` is resolved. Here: the commands and their answers.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import json
 import posixpath
 from typing import Any
 
-from sqlmodel import Session
-
 from controller.errors import Invalid, NotFound
-from controller.models import ExecRequest
-from controller.sandboxes.service import SandboxService
+from controller.models import ExecResult
 
 MAX_READ = 256 * 1024
+TIMEOUT_S = 20.0
 _LIST = r"""
 import json, os, sys
 path = sys.argv[1]
@@ -51,26 +49,23 @@ def workspace_path(path: str) -> str:
     return normal
 
 
-def _run(service: SandboxService, session: Session, sandbox_id: str, script: str, *args: str) -> dict[str, Any]:
-    result = service.exec(
-        session=session,
-        sandbox_id=sandbox_id,
-        request=ExecRequest(command=["python3", "-c", script, *args], timeout_s=20),
-    )
+def listing(path: str) -> list[str]:
+    """The command that lists a workspace folder (folders first, at most 1,000 entries)."""
+    return ["python3", "-c", _LIST, workspace_path(path)]
+
+
+def reading(path: str) -> list[str]:
+    """The command that reads a workspace file as text (up to MAX_READ bytes)."""
+    return ["python3", "-c", _READ, workspace_path(path), str(MAX_READ)]
+
+
+def answer(command: list[str], result: ExecResult) -> dict[str, Any]:
+    """The script's answer, with the path it was about; NotFound for a path that is not there."""
+    path = command[3]
     try:
-        answer: dict[str, Any] = json.loads(result.stdout)
+        found: dict[str, Any] = json.loads(result.stdout)
     except ValueError as e:
         raise Invalid(f"could not read the workspace: {result.stderr.strip()[:300]}") from e
-    if "error" in answer:
-        raise NotFound(f"{args[0]}: {answer['error']}")
-    return answer
-
-
-def list_folder(service: SandboxService, session: Session, sandbox_id: str, path: str) -> dict[str, Any]:
-    where = workspace_path(path)
-    return {"path": where, **_run(service, session, sandbox_id, _LIST, where)}
-
-
-def read_file(service: SandboxService, session: Session, sandbox_id: str, path: str) -> dict[str, Any]:
-    where = workspace_path(path)
-    return {"path": where, **_run(service, session, sandbox_id, _READ, where, str(MAX_READ))}
+    if "error" in found:
+        raise NotFound(f"{path}: {found['error']}")
+    return {"path": path, **found}

@@ -11,19 +11,18 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import docker.errors
 import redis
-from sqlmodel import Session, select
 
 from controller.errors import FleetgateError
-from controller.events.bus import EventBus
-from controller.models import Sandbox, SandboxStatus
-from controller.sandboxes.hosts import DockerHosts
+from controller.events.bus import EventSink
+from controller.models import Sandbox
+from controller.names import EventKind, Keys
+from controller.sandboxes.hosts import Hosts
 
 log = logging.getLogger(__name__)
 
 
-STATS_AT_ONCE = 32  # the client's connection pool (hosts.py)
+STATS_AT_ONCE = 32  # the docker-py client's connection pool (docker_engine.py)
 MIN_WINDOW_NS = 1_000_000_000  # CPU % over less than a second of wall time is mostly rounding
 
 
@@ -61,26 +60,21 @@ def memory_used(memory: dict[str, Any]) -> int:
     return max(0, int(memory.get("usage") or 0) - int(inactive or 0))
 
 
-def _stats(hosts: DockerHosts, sandbox: Sandbox) -> tuple[Sandbox, dict[str, Any] | None, str | None]:
+def _stats(hosts: Hosts, sandbox: Sandbox) -> tuple[Sandbox, dict[str, Any] | None, str | None]:
     """One container's one-shot stats, or why there are none (gone, stopping, its engine away)."""
     try:
-        host = hosts.get(sandbox.host)
-        stats = host.call(lambda c: c.api.stats(sandbox.container_id, stream=False, one_shot=True))
-    except (docker.errors.NotFound, ValueError):  # removed or stopping since the query (an empty reply)
-        return sandbox, None, None
-    except (docker.errors.APIError, FleetgateError) as e:
-        return sandbox, None, str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-    return sandbox, stats, None
+        return sandbox, hosts.get(sandbox.host).stats(str(sandbox.container_id)), None
+    except FleetgateError as e:
+        return sandbox, None, e.message.splitlines()[0][:200]
 
 
-def sample(session: Session, *, hosts: DockerHosts, bus: EventBus, store: redis.Redis, instance: str) -> int:
+def sample(running: list[Sandbox], *, hosts: Hosts, bus: EventSink, store: redis.Redis, keys: Keys) -> int:
     """Emit one `resources` event per running sandbox; returns how many.
 
     The engine answers a container's stats at its next collection tick (about a second when it has been asked
     recently), so asking fifty in turn would take fifty seconds: they are asked all at once, and one that cannot
     answer costs only its own sample.
     """
-    running = session.exec(select(Sandbox).where(Sandbox.status == SandboxStatus.running)).all()
     if not running:
         return 0
     with ThreadPoolExecutor(min(STATS_AT_ONCE, len(running)), thread_name_prefix="stats") as pool:
@@ -89,14 +83,13 @@ def sample(session: Session, *, hosts: DockerHosts, bus: EventBus, store: redis.
     if missed:
         log.warning("no resource sample for %d sandbox(es), e.g. %s", len(missed), missed[0])
     answered = [(sandbox, stats) for sandbox, stats, _ in answers if stats is not None]
-    keys = [f"fleetgate:{instance}:cpu:{sandbox.id}" for sandbox, _ in answered]
-    previous = store.mget(keys) if keys else []
+    cpu_keys = [keys.cpu_reading(sandbox.id) for sandbox, _ in answered]
+    previous = store.mget(cpu_keys) if cpu_keys else []
     keep_all = store.pipeline(transaction=False)
     events = []
-    for (sandbox, stats), key, before in zip(answered, keys, previous, strict=True):
-        cpu_pct, keep = cpu_percent(
-            json.loads(before) if before else None, reading(stats), hosts.get(sandbox.host).facts.ncpu
-        )
+    for (sandbox, stats), key, before in zip(answered, cpu_keys, previous, strict=True):
+        ncpu = hosts.get(sandbox.host).facts().ncpu
+        cpu_pct, keep = cpu_percent(json.loads(before) if before else None, reading(stats), ncpu)
         keep_all.set(key, json.dumps(keep), ex=120)
         memory = stats.get("memory_stats") or {}
         data = {
@@ -105,7 +98,7 @@ def sample(session: Session, *, hosts: DockerHosts, bus: EventBus, store: redis.
             "mem_limit": int(memory.get("limit") or 0),
             "pids": int((stats.get("pids_stats") or {}).get("current") or 0),
         }
-        events.append((sandbox.id, "resources", data))
+        events.append((sandbox.id, EventKind.RESOURCES.value, data))
     keep_all.execute()
     bus.submit(events)
     return len(events)

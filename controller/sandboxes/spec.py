@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker.types import LogConfig, Mount
-
 LABEL_SANDBOX = "fleetgate.sandbox"
 LABEL_INSTANCE = "fleetgate.instance"
 LABEL_KIND = "fleetgate.kind"
@@ -53,12 +51,17 @@ def labels(instance: str, sandbox_id: str, kind: str) -> dict[str, str]:
     return {LABEL_SANDBOX: sandbox_id, LABEL_INSTANCE: instance, LABEL_KIND: kind}
 
 
-def volume_name(instance: str, sandbox_id: str) -> str:
+def engine_name(instance: str, sandbox_id: str) -> str:
+    """The name of a sandbox's container and of its workspace volume on the engine (Docker keeps them apart)."""
     return f"fleetgate-{instance}-{sandbox_id}"
 
 
-def container_name(instance: str, sandbox_id: str) -> str:
-    return f"fleetgate-{instance}-{sandbox_id}"
+@dataclass(frozen=True)
+class MountSpec:
+    target: str
+    source: str
+    type: str  # "volume" | "bind"
+    read_only: bool = False
 
 
 def container_spec(
@@ -69,7 +72,7 @@ def container_spec(
     paths: HostPaths,
     runtime: str | None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create` that make a hardened sandbox."""
+    """The create parameters of a hardened sandbox, in docker-py's vocabulary (the engine adapter builds the call)."""
     memory = f"{shape.memory_mb}m"
     container_labels = labels(instance, shape.sandbox_id, "sandbox")
     if shape.template:
@@ -78,7 +81,7 @@ def container_spec(
         "image": shape.image,
         "entrypoint": SUPERVISOR,
         "command": [],
-        "name": container_name(instance, shape.sandbox_id),
+        "name": engine_name(instance, shape.sandbox_id),
         "hostname": shape.sandbox_id.replace("_", "-"),
         "labels": container_labels,
         "user": f"{uid}:{uid}",
@@ -98,10 +101,10 @@ def container_spec(
         "ipc_mode": "private",
         "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"},  # noqa: S108
         "mounts": [
-            Mount(WORKSPACE, volume_name(instance, shape.sandbox_id), type="volume"),
-            Mount(f"{RUNTIME_MOUNT}/agent_runtime", str(paths.runtime_package), type="bind", read_only=True),
-            Mount(GATEWAY_MOUNT, str(paths.gateway_dir), type="bind", read_only=True),
-            Mount(CREDENTIALS_MOUNT, str(paths.credentials_dir), type="bind", read_only=True),
+            MountSpec(WORKSPACE, engine_name(instance, shape.sandbox_id), "volume"),
+            MountSpec(f"{RUNTIME_MOUNT}/agent_runtime", str(paths.runtime_package), "bind", read_only=True),
+            MountSpec(GATEWAY_MOUNT, str(paths.gateway_dir), "bind", read_only=True),
+            MountSpec(CREDENTIALS_MOUNT, str(paths.credentials_dir), "bind", read_only=True),
         ],
         "mem_limit": memory,
         "memswap_limit": memory,
@@ -109,7 +112,7 @@ def container_spec(
         "pids_limit": shape.pids,
         "oom_score_adj": 500,
         "init": True,
-        "log_config": LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"}),
+        "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         "detach": True,
     }
     if runtime:

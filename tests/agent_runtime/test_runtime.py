@@ -22,7 +22,8 @@ from agent_runtime.client import Gateway, GatewayError
 from controller.auth import SANDBOX_TOKEN_PREFIX, hash_token, new_secret
 from controller.config import Settings
 from controller.db import engine_for, migrate
-from controller.fleet import Fleet
+from controller.events.bus import EventBus
+from controller.fleet import Fleet, event_bus
 from controller.gateway.app import create_gateway
 from controller.models import Event, Sandbox, SandboxStatus
 
@@ -50,14 +51,17 @@ def test_runtime_imports_only_the_standard_library(path: Path) -> None:
 class GatewayServer:
     """The real gateway ASGI app on a real unix socket, in a thread; can be stopped and started again."""
 
-    def __init__(self, fleet: Fleet, path: Path) -> None:
+    def __init__(self, fleet: Fleet, bus: EventBus, path: Path) -> None:
         self.fleet = fleet
+        self.bus = bus
         self.path = path
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        config = uvicorn.Config(create_gateway(self.fleet), uds=str(self.path), log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            create_gateway(self.fleet, self.bus), uds=str(self.path), log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -75,31 +79,33 @@ class GatewayServer:
 @dataclass
 class Setup:
     fleet: Fleet
+    bus: EventBus
     server: GatewayServer
     sandbox_id: str
     token: str
     socket: Path
 
     def events(self, kind: str | None = None) -> list[Event]:
-        assert self.fleet.bus.flush(), "the event publisher did not catch up"
-        with Session(self.fleet.engine) as session:
+        assert self.bus.flush(), "the event publisher did not catch up"
+        with Session(self.fleet.db) as session:
             query = select(Event).where(Event.sandbox_id == self.sandbox_id)
             rows = list(session.exec(query.order_by(Event.id)))  # type: ignore[arg-type]
         return [e for e in rows if kind is None or e.kind == kind]
 
     def sandbox(self) -> Sandbox:
-        with Session(self.fleet.engine) as session:
+        with Session(self.fleet.db) as session:
             row = session.get(Sandbox, self.sandbox_id)
             assert row is not None
             return row
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Setup]:
-    settings = Settings(home=tmp_path, instance="testrt")
+def gateway(tmp_path: Path, redis_url: str) -> Iterator[Setup]:
+    settings = Settings(home=tmp_path, instance="testrt", redis_url=redis_url)
     settings.ensure_dirs()
     migrate(settings)
-    fleet = Fleet(settings)
+    bus = event_bus(settings)
+    fleet = Fleet(settings, events=bus)
     secret = new_secret(SANDBOX_TOKEN_PREFIX)
     with Session(engine_for(settings.db_url)) as session:
         session.add(
@@ -115,9 +121,9 @@ def gateway(tmp_path: Path) -> Iterator[Setup]:
         )
         session.commit()
     socket_path = tmp_path / "rt.sock"
-    server = GatewayServer(fleet, socket_path)
+    server = GatewayServer(fleet, bus, socket_path)
     server.start()
-    yield Setup(fleet, server, "sb_00000000abcd", secret, socket_path)
+    yield Setup(fleet, bus, server, "sb_00000000abcd", secret, socket_path)
     server.stop()
 
 

@@ -118,7 +118,8 @@ def test_no_gateway_route_answers_a_sandbox_with_a_5xx(fuzzed: Controller, tmp_p
         assert created.status_code == 201, created.text
         sandbox_id = created.json()["id"]
     creds = json.loads((fuzzed.home / "sandboxes" / sandbox_id / "sandbox.json").read_text())
-    spec = create_gateway(Fleet(Settings(home=tmp_path))).openapi()
+    fleet = Fleet(Settings(home=tmp_path))
+    spec = create_gateway(fleet, fleet.events).openapi()
     assert len(list(operations(spec, "/runtime/"))) >= 10, "the gateway lost its routes"
     transport = httpx.HTTPTransport(uds=str(fuzzed.home / "gateway" / "runtime.sock"))
     headers = {"Authorization": f"Bearer {creds['token']}"}

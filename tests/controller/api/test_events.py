@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import redis
 
-from controller.events.bus import sandbox_stream
+from controller.names import Keys
 from tests.conftest import Controller, wait_for
 
 COUNTER = "import sys, time\nfor i in range({n}):\n    print('line', i, flush=True)\n    time.sleep({pause})\n"
@@ -91,7 +91,7 @@ def test_resume_past_the_streams_trim_is_served_from_the_database(
         if len(first) == 30:
             break
     # Trim the stream to its last 5 entries, as MAXLEN does under load: ids 1..25 now exist only in the database.
-    redis.Redis.from_url(redis_url).xtrim(sandbox_stream(controller.instance, sandbox["id"]), maxlen=5)
+    redis.Redis.from_url(redis_url).xtrim(Keys(controller.instance).sandbox_stream(sandbox["id"]), maxlen=5)
     resumed: list[dict[str, Any]] = []
     for event in sse(controller, params, last_id=first[4]["sse_id"]):
         resumed.append(event)

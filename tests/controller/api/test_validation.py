@@ -188,7 +188,7 @@ def engineless(tmp_path: Any, redis_url: str) -> Iterator[tuple[TestClient, str]
     )
     migrate(settings)
     fleet = Fleet(settings)
-    with session_scope(fleet.engine) as session:
+    with session_scope(fleet.db) as session:
         token = create_admin(session=session).token
     with TestClient(create_app(fleet, reconcile_on_start=False)) as client:
         yield client, token

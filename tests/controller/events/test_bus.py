@@ -13,11 +13,13 @@ from sqlmodel import Session, col, select
 
 from controller.config import Settings
 from controller.db import engine_for, migrate
-from controller.events.bus import EventBus, counter_key, fleet_stream, sandbox_stream
+from controller.events.bus import EventBus
 from controller.models import Event
+from controller.names import Keys
 from tests.conftest import wait_for
 
 INSTANCE = "bus-test"
+KEYS = Keys(INSTANCE)
 SANDBOX = "sb_0000000000b5"
 
 
@@ -25,7 +27,7 @@ SANDBOX = "sb_0000000000b5"
 def client(redis_url: str) -> Iterator[redis.Redis]:
     r = redis.Redis.from_url(redis_url)
     yield r
-    r.delete(fleet_stream(INSTANCE), sandbox_stream(INSTANCE, SANDBOX), counter_key(INSTANCE))
+    r.delete(KEYS.fleet_stream, KEYS.sandbox_stream(SANDBOX), KEYS.events_total)
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def bus(client: redis.Redis, tmp_path: Path) -> Iterator[EventBus]:
     settings = Settings(home=tmp_path)
     migrate(settings)
     engine = engine_for(settings.db_url)
-    yield EventBus(client, engine, INSTANCE, interval_s=1.0)
+    yield EventBus(client, engine, KEYS, interval_s=1.0)
     engine.dispose()
 
 
@@ -45,33 +47,33 @@ def test_a_quiet_streams_event_goes_out_at_once_and_a_busy_one_in_a_batch_per_in
     bus: EventBus, client: redis.Redis
 ) -> None:
     batches: list[int] = []
-    emit = bus.emit
+    publish = bus.publish
 
     def counted(items: Any) -> int:
         batch = list(items)
         batches.append(len(batch))
-        return emit(batch)
+        return publish(batch)
 
-    bus.emit = counted  # type: ignore[method-assign]
+    bus.publish = counted  # type: ignore[method-assign]
     started = time.monotonic()
     bus.submit([_event(0)])
-    wait_for(lambda: client.xlen(fleet_stream(INSTANCE)) == 1, timeout=5, interval=0.01)
+    wait_for(lambda: client.xlen(KEYS.fleet_stream) == 1, timeout=5, interval=0.01)
     assert time.monotonic() - started < 0.5, "the first event after a quiet spell waited for the interval"
     for n in range(1, 11):  # a steady trickle within the interval: held back, then published together
         bus.submit([_event(n)])
         time.sleep(0.02)
-    assert client.xlen(fleet_stream(INSTANCE)) == 1
+    assert client.xlen(KEYS.fleet_stream) == 1
     assert bus.flush(timeout=5)
     assert batches == [1, 10]
-    assert client.xlen(sandbox_stream(INSTANCE, SANDBOX)) == 11
-    assert int(client.get(counter_key(INSTANCE)) or 0) == 11
+    assert client.xlen(KEYS.sandbox_stream(SANDBOX)) == 11
+    assert int(client.get(KEYS.events_total) or 0) == 11
 
 
 def test_kept_events_carry_the_ids_they_were_published_with(bus: EventBus, client: redis.Redis, redis_url: str) -> None:
     bus.submit([_event(n) for n in range(5)])
     assert bus.flush(timeout=5)
     reader = redis.Redis.from_url(redis_url, decode_responses=True)
-    published = [entry_id for entry_id, _ in reader.xrange(fleet_stream(INSTANCE)) or []]
+    published = [entry_id for entry_id, _ in reader.xrange(KEYS.fleet_stream) or []]
     with Session(bus.engine) as session:
         kept = session.exec(select(Event).where(Event.sandbox_id == SANDBOX).order_by(col(Event.id))).all()
     assert [e.stream_id for e in kept] == published

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.db import engine_for
+from controller.db import engine_for, write_session
 from controller.oversight import audit
 from controller.oversight.links import link_key, sign
 from tests.conftest import Controller, free_port, wait_for
@@ -95,7 +95,8 @@ def test_a_recorded_head_finds_rows_deleted_from_the_end_and_a_rewritten_end(
     # Appends after the deletion take the deleted ids again, with an intact chain: the recorded head still tells.
     engine = engine_for(f"sqlite:///{copy}")
     for _ in range(3):
-        audit.record_event(engine, actor="someone", event="cover.up")
+        with write_session(engine) as session:
+            audit.append(session, actor="someone", event="cover.up")
     engine.dispose()
     assert controller.cli("audit", "verify", extra_env=on_copy).returncode == 0
     rewritten = controller.cli("audit", "verify", "--head", head, check=False, extra_env=on_copy)

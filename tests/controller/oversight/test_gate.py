@@ -18,10 +18,11 @@ from controller.auth import hash_token
 from controller.config import Settings
 from controller.db import engine_for, migrate, write_session
 from controller.errors import Forbidden, Unauthorized
-from controller.gateway.auth import subject_for_token
+from controller.events.bus import StoredEvents
+from controller.flows.unit import Transactions
 from controller.models import Sandbox, SandboxStatus, Template
 from controller.oversight import audit
-from controller.oversight.gate import GateOutcome, gate
+from controller.oversight.gate import GateOutcome, gate, subject_for_token
 from controller.oversight.models import Action, Approval, AuditEntry, Grant, GrantScope
 from controller.oversight.policy import Risk
 from controller.oversight.policy_store import set_fleet_policy
@@ -71,9 +72,9 @@ def add_sandbox(engine: Engine, n: int, *, policy: Any = None, template: dict[st
 def propose(
     engine: Engine, n: int, tool: str, args: dict[str, Any] | None = None, risk: Risk = Risk.low
 ) -> GateOutcome:
-    with write_session(engine) as session:
-        subject = subject_for_token(session=session, secret=f"fgs_token{n}", sandbox_id=f"sb_{n:012d}")
-        return gate(session, sandbox=subject, tool=tool, args=args or {}, risk=risk, escalate_after=3)
+    with Transactions(engine, StoredEvents(engine)).write() as t:
+        subject = subject_for_token(t.session, secret=f"fgs_token{n}", sandbox_id=f"sb_{n:012d}")
+        return gate(t.session, sandbox=subject, tool=tool, args=args or {}, risk=risk, escalate_after=3)
 
 
 def _action(engine: Engine, action_id: int) -> Action:
@@ -155,9 +156,11 @@ def test_denials_in_a_row_are_counted_on_the_sandbox_escalate_at_the_limit_and_r
             assert sandbox is not None
             return sandbox.consecutive_denials
 
-    assert [propose(engine, 6, "rm").escalate for _ in range(2)] == [None, None]
+    assert [propose(engine, 6, "rm").escalation for _ in range(2)] == [None, None]
     assert denials() == 2
-    assert propose(engine, 6, "rm").escalate == "3 denied actions in a row"
+    escalation = propose(engine, 6, "rm").escalation
+    assert escalation is not None
+    assert escalation.summary == "3 denied actions in a row"
     propose(engine, 6, "read_file")
     assert denials() == 0
 
@@ -178,8 +181,8 @@ def test_a_token_answers_only_for_its_own_sandbox(engine: Engine) -> None:
     add_sandbox(engine, 9)
     with write_session(engine) as session:
         with pytest.raises(Forbidden, match="belongs to sandbox sb_000000000008"):
-            subject_for_token(session=session, secret="fgs_token8", sandbox_id="sb_000000000009")
+            subject_for_token(session, secret="fgs_token8", sandbox_id="sb_000000000009")
         with pytest.raises(Unauthorized, match="unknown or retired"):
-            subject_for_token(session=session, secret="fgs_nobody", sandbox_id="sb_000000000008")
+            subject_for_token(session, secret="fgs_nobody", sandbox_id="sb_000000000008")
         with pytest.raises(Unauthorized, match="sandbox tokens only"):
-            subject_for_token(session=session, secret="fgt_user", sandbox_id="sb_000000000008")
+            subject_for_token(session, secret="fgt_user", sandbox_id="sb_000000000008")

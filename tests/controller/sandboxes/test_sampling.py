@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from controller.config import Settings
 from controller.db import engine_for, migrate
 from controller.models import Sandbox, SandboxStatus
-from controller.sandboxes.hosts import DockerHosts
+from controller.names import Keys, Task
+from controller.sandboxes.hosts import Hosts, docker_engines
 from controller.sandboxes.sampling import MIN_WINDOW_NS, cpu_percent, sample
 from controller.sandboxes.spec import LABEL_INSTANCE
-from controller.worker.celery_app import _schedule
+from controller.taskqueue import _schedule
 from tests.conftest import Controller
 from tests.controller.api.test_events import sse
 
@@ -52,7 +54,7 @@ def test_counters_that_went_backwards_start_over() -> None:
 
 def test_periodic_work_that_waited_a_whole_period_expires_instead_of_piling_up() -> None:
     schedule = _schedule(Settings(sample_interval_s=5, reap_interval_s=7))
-    assert {entry["task"] for entry in schedule.values()} >= {"fleetgate.sandboxes.sample", "fleetgate.sandboxes.reap"}
+    assert {entry["task"] for entry in schedule.values()} >= {Task.SAMPLE.value, Task.REAP.value}
     for entry in schedule.values():
         assert entry["options"]["expires"] == entry["schedule"] > 0, entry
 
@@ -85,7 +87,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
 
-    def submit(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def submit(self, events: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         self.events.extend(events)
 
 
@@ -95,7 +97,7 @@ def test_one_sandbox_that_cannot_answer_costs_only_its_own_sample(
     settings = Settings(home=tmp_path)
     migrate(settings)
     engine = engine_for(settings.db_url)
-    hosts = DockerHosts("unix:///var/run/docker.sock", timeout_s=10)
+    hosts = Hosts("unix:///var/run/docker.sock", connect=docker_engines(timeout_s=10))
     hosts.add("away", f"unix://{tmp_path}/no-engine.sock")
     alive = docker_client.containers.run(
         python_image, ["sleep", "60"], detach=True, mem_limit="64m", labels={LABEL_INSTANCE: "test-sampling"}
@@ -110,9 +112,10 @@ def test_one_sandbox_that_cannot_answer_costs_only_its_own_sample(
                 session.add(Sandbox(id=sandbox_id, host=host, image=python_image, container_id=container,
                                     status=SandboxStatus.running, cpus=1, memory_mb=64, pids=64))  # fmt: skip
             session.commit()
-            bus = Recorder()
-            with caplog.at_level(logging.WARNING):
-                count = sample(session, hosts=hosts, bus=bus, store=redis.Redis.from_url(redis_url), instance="t")  # type: ignore[arg-type]
+            running = list(session.exec(select(Sandbox)))
+        bus = Recorder()
+        with caplog.at_level(logging.WARNING):
+            count = sample(running, hosts=hosts, bus=bus, store=redis.Redis.from_url(redis_url), keys=Keys("t"))
         assert count == 1
         assert [(sandbox_id, kind) for sandbox_id, kind, _ in bus.events] == [("sb_alive0000000", "resources")]
         assert bus.events[0][2]["mem_limit"] == 64 << 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.sandboxes.hosts import EngineFacts
+from controller.sandboxes.engine import EngineFacts
 from controller.sandboxes.spec import HostPaths, SandboxShape, container_spec, probe_spec
 
 PATHS = HostPaths(Path("/pkg/agent_runtime"), Path("/home/gateway"), Path("/home/sandboxes/sb_1"))
@@ -32,13 +32,13 @@ def test_spec_locks_everything_down() -> None:
 
 
 def test_spec_mounts_only_what_the_sandbox_needs_and_read_only() -> None:
-    mounts = {m["Target"]: m for m in spec()["mounts"]}  # type: ignore[attr-defined]
+    mounts = {m.target: m for m in spec()["mounts"]}  # type: ignore[attr-defined]
     assert set(mounts) == {"/workspace", "/opt/fleetgate/agent_runtime", "/run/fleetgate", "/run/fleetgate/sandbox"}
-    assert mounts["/workspace"]["Type"] == "volume"
-    assert not mounts["/workspace"]["ReadOnly"]
+    assert mounts["/workspace"].type == "volume"
+    assert not mounts["/workspace"].read_only
     for target in ("/opt/fleetgate/agent_runtime", "/run/fleetgate", "/run/fleetgate/sandbox"):
-        assert mounts[target]["ReadOnly"] is True
-    assert not any("docker.sock" in str(m["Source"]) for m in mounts.values())
+        assert mounts[target].read_only is True
+    assert not any("docker.sock" in m.source for m in mounts.values())
 
 
 def test_spec_labels_name_the_sandbox_instance_and_template() -> None:

@@ -1,8 +1,9 @@
 """Waking agents that wait for a decision: Redis pub/sub for speed, the database for truth.
 
-Whoever settles an approval publishes its id after committing. The gateway keeps one subscription per process
-and wakes the long-polls waiting on that id; they then read the decision from the database. If Redis is away
-the waits fall back to re-reading the database every half second, so a decision is never lost, only slower.
+This is the one module on the path from a decision to the waiting agent that touches the wire: the flow that
+settled an item publishes `approval:ID` / `action:ID` here after committing (`publish`), and the gateway's one
+subscription per process (`Waiter`) wakes the long-polls waiting on that key, which then read the database. If
+Redis is away the waits re-read the database every half second, so a decision is never lost, only slower.
 """
 
 from __future__ import annotations
@@ -10,35 +11,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import redis
 import redis.asyncio as aioredis
 
+from controller.names import Keys
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 POLL_WITHOUT_REDIS_S = 0.5
 POLL_WITH_REDIS_S = 5.0
 
 
-def channel(instance: str) -> str:
-    return f"fleetgate:{instance}:decided"
+class Publisher:
+    """Tells waiting agents that items changed; an outage only delays them (they poll)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._client = client
+        self._channel = keys.decided
+
+    def publish(self, items: Iterable[str]) -> None:
+        for item in items:
+            try:
+                self._client.publish(self._channel, item)
+            except redis.RedisError as e:
+                log.warning("could not publish %s (agents will find it by polling): %s", item, e)
 
 
-def publish_decided(client: redis.Redis, instance: str, keys: list[str]) -> None:
-    """Tell waiting agents these items changed ("approval:12", "action:34"); an outage only delays them."""
-    for key in keys:
-        try:
-            client.publish(channel(instance), key)
-        except redis.RedisError as e:
-            log.warning("could not publish %s (agents will find it by polling): %s", key, e)
+class Waiter:
+    """One Redis subscription per process, fanned out to the long-polls waiting on item keys."""
 
-
-class DecisionWaiter:
-    """One Redis subscription per process, fanned out to the long-polls waiting on approval ids."""
-
-    def __init__(self, redis_url: str, instance: str) -> None:
+    def __init__(self, redis_url: str, keys: Keys) -> None:
         self._url = redis_url
-        self._channel = channel(instance)
+        self._channel = keys.decided
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -64,6 +73,16 @@ class DecisionWaiter:
             self._waiters[key].discard(event)
             if not self._waiters[key]:
                 self._waiters.pop(key, None)
+
+    async def until(self, key: str, wait_s: float, read: Callable[[], Awaitable[T]], settled: Callable[[T], bool]) -> T:
+        """The long-poll: `read()` until `settled` says so or `wait_s` has passed, waking when `key` is published."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            value = await read()
+            remaining = deadline - time.monotonic()
+            if settled(value) or remaining <= 0:
+                return value
+            await self.wait(key, remaining)
 
     def _wake(self, key: str) -> None:
         for event in self._waiters.get(key, ()):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from controller.images import PYTHON_REPO, ImageBuildFailed, build_images, host_apt_source, inputs_digest
+from controller.sandboxes.images import PYTHON_REPO, ImageBuildFailed, build_images, host_apt_source, inputs_digest
 from sandbox_images import ROOT as IMAGES_ROOT
 from tests.conftest import FLEETGATE, wait_for
 

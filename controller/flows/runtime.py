@@ -1,0 +1,126 @@
+"""What an agent's runtime asks of the controller through the gateway: propose an action, open a checkpoint or an
+escalation, report that it started, is alive, logged something, or exited. Waiting for a decision is the
+gateway's long-poll (`gateway.oversight`); it only reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from controller.config import Settings
+from controller.errors import NotFound
+from controller.events.store import emit
+from controller.flows.sandboxes import change
+from controller.flows.unit import Transactions
+from controller.models import Sandbox, SandboxStatus, utcnow
+from controller.names import EventKind
+from controller.oversight import audit
+from controller.oversight.approvals import open_item
+from controller.oversight.gate import gate, subject_for_token
+from controller.oversight.models import Action, ApprovalKind
+from controller.oversight.policy import Risk
+
+
+class RuntimeFlows:
+    def __init__(self, *, tx: Transactions, settings: Settings) -> None:
+        self.tx = tx
+        self.settings = settings
+
+    def propose(
+        self, *, secret: str, sandbox_id: str, tool: str, args: dict[str, Any], risk: Risk, brokered: bool
+    ) -> dict[str, Any]:
+        """Decide a proposed action: allowed and denied answer at once, `pending` waits on the approval it opened.
+        Every agent's hot path: the token is checked inside the one transaction that decides and records."""
+        with self.tx.write() as t:
+            sandbox = subject_for_token(t.session, secret=secret, sandbox_id=sandbox_id)
+            outcome = gate(
+                t.session,
+                sandbox=sandbox,
+                tool=tool,
+                args=args,
+                risk=risk,
+                escalate_after=self.settings.escalate_after_denials,
+                brokered=brokered,
+            )
+            t.effects += outcome.effects
+        return outcome.reply()
+
+    def open(self, sandbox_id: str, *, kind: ApprovalKind, summary: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The agent asks for a checkpoint review or hands itself to a person (which pauses it)."""
+        with self.tx.write() as t:
+            sandbox = self._sandbox(t.session, sandbox_id)
+            item, effects = open_item(
+                t.session,
+                kind=kind,
+                sandbox_id=sandbox.id,
+                owner_id=sandbox.owner_id,
+                summary=summary,
+                data=data,
+                actor=f"sandbox:{sandbox_id}",
+            )
+            t.effects += effects
+        return {"approval_id": item.id, "status": item.status.value}
+
+    def delivered(self, action_id: int) -> None:
+        """The agent has its answer: noted for the audit log, once."""
+        with self.tx.write() as t:
+            action = t.session.get(Action, action_id)
+            if action is None or action.delivered_at is not None:
+                return
+            action.delivered_at = utcnow()
+            t.session.add(action)
+            audit.append(
+                t.session,
+                actor=f"sandbox:{action.sandbox_id}",
+                event="action.delivered",
+                subject=f"action:{action_id}",
+                status=action.status.value,
+            )
+
+    def hello(self, sandbox_id: str, *, pid: int | None, python: str | None, command: list[str] | None) -> None:
+        with self.tx.write() as t:
+            sandbox = self._sandbox(t.session, sandbox_id)
+            sandbox.last_heartbeat_at = utcnow()
+            t.session.add(sandbox)
+            emit(t.session, sandbox_id, EventKind.AGENT, state="started", pid=pid, python=python, command=command)
+
+    def heartbeat(self, sandbox_id: str) -> None:
+        with self.tx.write() as t:
+            sandbox = self._sandbox(t.session, sandbox_id)
+            sandbox.last_heartbeat_at = utcnow()
+            t.session.add(sandbox)
+
+    def log(self, sandbox_id: str, *, message: str, fields: dict[str, Any]) -> None:
+        with self.tx.write() as t:
+            emit(t.session, sandbox_id, EventKind.LOG, message=message, fields=fields)
+
+    def exited(self, sandbox_id: str, *, exit_code: int) -> SandboxStatus:
+        """The agent's command ended: a running sandbox becomes `exited`, and its pending queue items are cancelled."""
+        with self.tx.write() as t:
+            sandbox = self._sandbox(t.session, sandbox_id)
+            emit(t.session, sandbox_id, EventKind.AGENT, state="exited", exit_code=exit_code)
+            if sandbox.status == SandboxStatus.running:
+                change(
+                    t,
+                    sandbox,
+                    SandboxStatus.exited,
+                    actor=f"sandbox:{sandbox_id}",
+                    event="sandbox.exited",
+                    source="agent",
+                    why="the agent's command exited",
+                    changes={"exit_code": exit_code},
+                    exit_code=exit_code,
+                )
+            else:
+                sandbox.exit_code, sandbox.finished_at = exit_code, sandbox.finished_at or utcnow()
+                t.session.add(sandbox)
+        return sandbox.status
+
+    @staticmethod
+    def _sandbox(session: Session, sandbox_id: str) -> Sandbox:
+        sandbox = session.get(Sandbox, sandbox_id)
+        if sandbox is None:
+            raise NotFound(f"no sandbox {sandbox_id}")
+        return sandbox

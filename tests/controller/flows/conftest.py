@@ -1,0 +1,89 @@
+"""The fast tier: the flows on a real SQLite database with an in-memory engine, and no Redis or Celery.
+
+What would leave the process is recorded instead: tasks queued, agents woken. The integration tier proves the same
+flows on the real engine, Redis and worker; here a rule about sandboxes or decisions costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from controller.auth import ensure_user
+from controller.config import Settings
+from controller.db import migrate
+from controller.fleet import Fleet
+from controller.models import Event, Role, User
+from controller.names import Task
+from controller.oversight.models import AuditEntry
+from controller.sandboxes.memory import MemoryEngine
+
+
+@dataclass
+class RecordedTasks:
+    sent: list[tuple[Task, tuple[Any, ...]]] = field(default_factory=list)
+
+    def send(self, task: Task, args: Sequence[Any]) -> str:
+        self.sent.append((task, tuple(args)))
+        return f"task-{len(self.sent)}"
+
+    def state(self, task_id: str) -> dict[str, Any]:
+        return {"id": task_id, "state": "SUCCESS", "result": None, "error": None}
+
+    def of(self, task: Task) -> list[tuple[Any, ...]]:
+        return [args for sent, args in self.sent if sent == task]
+
+
+@dataclass
+class RecordedWakes:
+    keys: list[str] = field(default_factory=list)
+
+    def publish(self, items: Iterable[str]) -> None:
+        self.keys.extend(items)
+
+
+@dataclass
+class Fast:
+    """A fleet on an in-memory engine, with what it sent out recorded."""
+
+    fleet: Fleet
+    engine: MemoryEngine
+    tasks: RecordedTasks
+    wakes: RecordedWakes
+    settings: Settings
+
+    def user(self, name: str = "olivia", role: Role = Role.operator) -> User:
+        with self.fleet.tx.write() as t:
+            return ensure_user(session=t.session, name=name, role=role)
+
+    def audit(self, subject: str | None = None) -> list[AuditEntry]:
+        with Session(self.fleet.db) as session:
+            query = select(AuditEntry).order_by(col(AuditEntry.id))
+            if subject is not None:
+                query = query.where(AuditEntry.subject == subject)
+            return list(session.exec(query))
+
+    def events(self, sandbox_id: str, kind: str = "lifecycle") -> list[dict[str, Any]]:
+        with Session(self.fleet.db) as session:
+            query = select(Event).where(Event.sandbox_id == sandbox_id, Event.kind == kind).order_by(col(Event.id))
+            return [e.data for e in session.exec(query)]
+
+    def row(self, model: Any, key: Any) -> Any:
+        with Session(self.fleet.db) as session:
+            return session.get(model, key)
+
+
+@pytest.fixture
+def fast(tmp_path: Path) -> Iterator[Fast]:
+    settings = Settings(home=tmp_path / "home", instance="fast", docker_url="memory://local")
+    settings.ensure_dirs()
+    migrate(settings)
+    engine, tasks, wakes = MemoryEngine(), RecordedTasks(), RecordedWakes()
+    fleet = Fleet(settings, tasks=tasks, wake=wakes, connect=lambda name, url: engine)
+    yield Fast(fleet, engine, tasks, wakes, settings)
+    fleet.db.dispose()
