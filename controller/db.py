@@ -127,7 +127,7 @@ def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
 
     SQLite rule in this code base: a transaction that reads and then writes must hold the write lock from its
     start (or it fails when another process commits in between), and no transaction stays open across a slow
-    call to a Docker engine: services end their reads with `session.commit()` before such calls.
+    call to a Docker engine (the flows read, end the read, call the engine, then write: `flows.unit`).
     """
     bind = engine.execution_options(**{WRITE_OPTION: True}) if write else engine
     with Session(bind, expire_on_commit=False) as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def sources() -> list[Path]:
     return [p for p in sorted(ROOT.rglob("*.py")) if "migrations" not in p.parts]
 
 
+@cache
 def edges() -> dict[tuple[str, str], list[str]]:
     """(importing unit, imported unit) -> where."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -92,6 +94,7 @@ def test_no_domain_package_sees_the_composition_root_or_the_worker() -> None:
             assert (domain, edge) not in edges(), f"{domain} imports {edge}: {edges()[(domain, edge)]}"
 
 
+@cache
 def module_graph() -> dict[str, set[str]]:
     names = {".".join(("controller", *p.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
              for p in sources()}  # fmt: skip

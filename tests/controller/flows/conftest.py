@@ -6,6 +6,7 @@ flows on the real engine, Redis and worker; here a rule about sandboxes or decis
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from controller.auth import ensure_user
 from controller.config import Settings
-from controller.db import migrate
+from controller.db import engine_for, migrate
 from controller.fleet import Fleet
 from controller.models import Event, Role, User
 from controller.names import Task
@@ -78,11 +79,24 @@ class Fast:
             return session.get(model, key)
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database at the newest migration, made once; each test starts from a copy of it."""
+    home = tmp_path_factory.mktemp("migrated")
+    settings = Settings(home=home)
+    migrate(settings)
+    engine = engine_for(settings.db_url)
+    with engine.connect() as conn:  # all of it in the database file, none left in the WAL
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return home / "fleetgate.db"
+
+
 @pytest.fixture
-def fast(tmp_path: Path) -> Iterator[Fast]:
+def fast(tmp_path: Path, migrated: Path) -> Iterator[Fast]:
     settings = Settings(home=tmp_path / "home", instance="fast", docker_url="memory://local")
     settings.ensure_dirs()
-    migrate(settings)
+    shutil.copyfile(migrated, settings.home / "fleetgate.db")
     engine, tasks, wakes = MemoryEngine(), RecordedTasks(), RecordedWakes()
     fleet = Fleet(settings, tasks=tasks, wake=wakes, connect=lambda name, url: engine)
     yield Fast(fleet, engine, tasks, wakes, settings)
