@@ -39,7 +39,7 @@ class _Dropped:
     def submit(self, items: object) -> None:
         pass
 
-    def send(self, task: object, args: object) -> str:
+    def send(self, task: object, args: object, *, delay_s: float = 0.0) -> str:
         raise AssertionError("an auto-allowed action queues no task")
 
     def state(self, task_id: str) -> dict[str, object]:

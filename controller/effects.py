@@ -20,6 +20,7 @@ class Enqueue:
 
     task: Task
     args: tuple[Any, ...] = field(default=())
+    delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,5 +61,7 @@ def run_broker(action_id: int) -> Enqueue:
     return Enqueue(Task.RUN_BROKER, (action_id,))
 
 
-def refill_pool(template_id: int) -> Enqueue:
-    return Enqueue(Task.POOL_REFILL, (template_id,))
+def refill_pool(template_id: int, delay_s: float = 0.0) -> Enqueue:
+    """Top a template's warm pool up again; after a claim, a moment later, so that making the next sandbox does not
+    compete for the CPU with the first command of the one just handed out."""
+    return Enqueue(Task.POOL_REFILL, (template_id,), delay_s)

@@ -76,11 +76,13 @@ class CeleryTasks:
             self._app = make_celery(self.settings)
         return self._app
 
-    def send(self, task: Task, args: Sequence[Any]) -> str:
-        """Queue a task; `RedisUnavailable` quickly when Redis is away (a request must not hang on it)."""
+    def send(self, task: Task, args: Sequence[Any], *, delay_s: float = 0.0) -> str:
+        """Queue a task (to run no sooner than `delay_s` from now); `RedisUnavailable` quickly when Redis is away
+        (a request must not hang on it)."""
         retry = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+        countdown = delay_s or None
         try:
-            return str(self.app.send_task(task.value, args=list(args), retry_policy=retry).id)
+            return str(self.app.send_task(task.value, args=list(args), retry_policy=retry, countdown=countdown).id)
         except Exception as e:  # kombu raises OperationalError & co. when the broker is away
             raise RedisUnavailable(self.settings.redis_url, e) from e
 

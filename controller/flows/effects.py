@@ -23,7 +23,7 @@ SYSTEM = "system"
 class TaskQueue(Protocol):
     """Where slow work goes (Celery in production); `send` raises `Unavailable` when it cannot be queued."""
 
-    def send(self, task: Task, args: Sequence[Any]) -> str: ...
+    def send(self, task: Task, args: Sequence[Any], *, delay_s: float = 0.0) -> str: ...
 
     def state(self, task_id: str) -> dict[str, Any]:
         """Where a task whose result is kept stands: id, state, result, error."""
@@ -65,7 +65,7 @@ class EffectRunner:
 
     def _enqueue(self, effect: Enqueue) -> None:
         try:
-            self.tasks.send(effect.task, effect.args)
+            self.tasks.send(effect.task, effect.args, delay_s=effect.delay_s)
         except FleetgateError as e:
             log.warning(
                 "could not queue %s%s now (its sweep will): %s", effect.task.value, list(effect.args), e.message

@@ -32,6 +32,7 @@ from controller.sandboxes.provision import Provisioner
 from controller.sandboxes.spec import LABEL_INSTANCE, LABEL_SANDBOX, WORKSPACE
 
 log = logging.getLogger(__name__)
+REFILL_AFTER_CLAIM_S = 1.0
 S = SandboxStatus
 # What the engine's own report of a change is called in the audit log (the agent exited, someone ran docker rm).
 OBSERVED = {
@@ -137,7 +138,7 @@ class SandboxFlows:
         assert plan.template.id is not None
         claimed = None
         with self.tx.write() as t:
-            t.effects.append(refill_pool(plan.template.id))
+            t.effects.append(refill_pool(plan.template.id, delay_s=REFILL_AFTER_CLAIM_S))
             for sandbox_id in pool.candidates(t.session, plan.template.id):
                 if pool.take(t.session, sandbox_id, owner):
                     claimed = t.session.get(Sandbox, sandbox_id, populate_existing=True)

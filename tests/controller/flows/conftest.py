@@ -28,9 +28,11 @@ from controller.sandboxes.memory import MemoryEngine
 @dataclass
 class RecordedTasks:
     sent: list[tuple[Task, tuple[Any, ...]]] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
 
-    def send(self, task: Task, args: Sequence[Any]) -> str:
+    def send(self, task: Task, args: Sequence[Any], *, delay_s: float = 0.0) -> str:
         self.sent.append((task, tuple(args)))
+        self.delays.append(delay_s)
         return f"task-{len(self.sent)}"
 
     def state(self, task_id: str) -> dict[str, Any]:

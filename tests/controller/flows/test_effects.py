@@ -21,7 +21,7 @@ class Journal:
         self.tasks_fail = tasks_fail
         self.lifecycle_fails = lifecycle_fails
 
-    def send(self, task: Task, args: Sequence[Any]) -> str:
+    def send(self, task: Task, args: Sequence[Any], *, delay_s: float = 0.0) -> str:
         self.calls.append(("send", (task, tuple(args))))
         if self.tasks_fail:
             raise RedisUnavailable("redis://127.0.0.1:1", "connection refused")

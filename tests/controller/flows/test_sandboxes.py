@@ -220,7 +220,7 @@ def pooled_template(fast: Fast, size: int = 2) -> Template:
     return template
 
 
-def test_a_create_from_a_template_claims_a_warm_sandbox_and_asks_for_a_refill(fast: Fast) -> None:
+def test_a_create_from_a_template_claims_a_warm_sandbox_and_asks_for_a_refill_a_moment_later(fast: Fast) -> None:
     template = pooled_template(fast)
     warm = {c.id for c in fast.engine.containers_.values()}
     fast.tasks.sent.clear()
@@ -228,6 +228,7 @@ def test_a_create_from_a_template_claims_a_warm_sandbox_and_asks_for_a_refill(fa
     assert sandbox.container_id in warm
     assert len(fast.engine.containers_) == 2  # nothing new was made
     assert fast.tasks.of(Task.POOL_REFILL) == [(template.id,)]
+    assert fast.tasks.delays == [1.0]  # after the claimed sandbox's first command, not competing with it
     credentials = json.loads((fast.settings.sandboxes_dir / sandbox.id / "sandbox.json").read_text())
     assert credentials["env"] == {"WHO": "claimed"}
     (entry,) = fast.audit(f"sandbox:{sandbox.id}")
