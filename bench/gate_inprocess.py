@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import percentile
 from controller.auth import hash_token
 from controller.config import Settings
-from controller.db import migrate, write_session
+from controller.db import migrate, session_scope
 from controller.fleet import Fleet
 from controller.models import Sandbox, SandboxStatus
 from controller.oversight.policy import Risk
@@ -58,7 +58,7 @@ def main() -> int:
         migrate(settings)
         dropped = _Dropped()
         fleet = Fleet(settings, events=dropped, tasks=dropped, wake=dropped)
-        with write_session(fleet.db) as session:
+        with session_scope(fleet.db) as session:
             session.add(
                 Sandbox(
                     id=SANDBOX_ID,

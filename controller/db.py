@@ -139,13 +139,6 @@ def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
             raise
 
 
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A transaction that holds the write lock from its start: for read-then-write work such as audit appends."""
-    with session_scope(engine, write=True) as session:
-        yield session
-
-
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; requests that may change things take the write lock for each transaction."""
     engine: Engine = request.app.state.engine

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from controller.config import Settings
-from controller.db import session_scope
 from controller.effects import Enqueue, Wake, notify, run_broker
 from controller.flows.unit import Transactions
 from controller.models import utcnow
@@ -69,7 +68,8 @@ class OutboxFlows:
 
     def deliver(self, delivery_id: int, *, attempt: int) -> str | httpx.HTTPError:
         """Send one delivery and keep its outcome on the row; the error when it should be retried."""
-        with session_scope(self.tx.db) as session:
+        with self.tx.write() as t:
+            session = t.session
             delivery = session.get(Delivery, delivery_id)
             hook = session.get(Webhook, delivery.webhook_id) if delivery else None
             if delivery is None or hook is None or delivery.status == "delivered":

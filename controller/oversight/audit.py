@@ -1,8 +1,9 @@
 """The audit log: append-only and hash-chained, so an edited or deleted row is found and named.
 
-Each entry's hash covers its id, time, actor, event, subject, data and the previous entry's hash. Appends must
-run in a `write_session` (SQLite) or take the advisory lock (PostgreSQL), so the chain has one head at a time.
-Ids follow one another, so a row deleted before the newest shows as a gap even where the chain is re-stitched.
+Each entry's hash covers its id, time, actor, event, subject, data and the previous entry's hash. Appends run in
+a write transaction (`BEGIN IMMEDIATE` on SQLite; on PostgreSQL `append` takes an advisory lock), so the chain has
+one head at a time. Ids follow one another, so a row deleted before the newest shows as a gap even where the
+chain is re-stitched.
 
 Deleting the newest rows leaves no gap: the chain alone cannot tell. A head printed by an earlier verification
 (`ID:HASH`), kept somewhere the database's editor cannot reach, can: verifying against it finds the log shorter

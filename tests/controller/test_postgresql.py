@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
 from controller.config import Settings
-from controller.db import engine_for, migrate, schema_is_current, write_session
+from controller.db import engine_for, migrate, schema_is_current, session_scope
 from controller.models import Sandbox
 from controller.oversight import audit
 from tests.conftest import make_controller, running
@@ -63,7 +63,7 @@ def test_the_audit_chain_holds_under_concurrent_appends_and_catches_edits(pg_url
 
     def appender(n: int) -> None:
         for i in range(25):
-            with write_session(engine) as session:
+            with session_scope(engine) as session:
                 audit.append(session, actor=f"writer{n}", event="test.appended", subject=f"n:{i}", i=i)
 
     threads = [threading.Thread(target=appender, args=(n,)) for n in range(4)]
@@ -71,7 +71,7 @@ def test_the_audit_chain_holds_under_concurrent_appends_and_catches_edits(pg_url
         t.start()
     for t in threads:
         t.join()
-    with write_session(engine) as session:
+    with session_scope(engine) as session:
         result = audit.verify(session)
     assert result.ok, result.problems
     assert result.checked == 100
@@ -80,7 +80,7 @@ def test_the_audit_chain_holds_under_concurrent_appends_and_catches_edits(pg_url
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE audit DISABLE TRIGGER audit_append_only"))
         conn.execute(text("UPDATE audit SET actor = 'nobody' WHERE id = 50"))
-    with write_session(engine) as session:
+    with session_scope(engine) as session:
         problems = audit.verify(session).problems
     assert [p.entry_id for p in problems] == [50]
 

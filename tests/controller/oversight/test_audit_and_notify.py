@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.db import engine_for, write_session
+from controller.db import engine_for, session_scope
 from controller.oversight import audit
 from controller.oversight.links import link_key, sign
 from tests.conftest import Controller, free_port, wait_for
@@ -95,7 +95,7 @@ def test_a_recorded_head_finds_rows_deleted_from_the_end_and_a_rewritten_end(
     # Appends after the deletion take the deleted ids again, with an intact chain: the recorded head still tells.
     engine = engine_for(f"sqlite:///{copy}")
     for _ in range(3):
-        with write_session(engine) as session:
+        with session_scope(engine) as session:
             audit.append(session, actor="someone", event="cover.up")
     engine.dispose()
     assert controller.cli("audit", "verify", extra_env=on_copy).returncode == 0

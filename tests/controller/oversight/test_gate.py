@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from controller.auth import hash_token
 from controller.config import Settings
-from controller.db import engine_for, migrate, write_session
+from controller.db import engine_for, migrate, session_scope
 from controller.errors import Forbidden, Unauthorized
 from controller.events.bus import StoredEvents
 from controller.flows.unit import Transactions
@@ -46,7 +46,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def add_sandbox(engine: Engine, n: int, *, policy: Any = None, template: dict[str, Any] | None = None) -> str:
-    with write_session(engine) as session:
+    with session_scope(engine) as session:
         template_id = None
         if template is not None:
             row = Template(name=f"t{n}", image="fleetgate/python:latest", **template)
@@ -85,7 +85,7 @@ def _action(engine: Engine, action_id: int) -> Action:
 
 
 def test_the_fleet_layer_stored_as_text_overrides_an_allowing_sandbox_and_cites_its_line(engine: Engine) -> None:
-    with write_session(engine) as session:
+    with session_scope(engine) as session:
         set_fleet_policy(session, value=FLEET_TEXT, actor="admin")
     add_sandbox(engine, 1, policy="autonomous")
     outcome = propose(engine, 1, "payments.charge", {"amount": 5})
@@ -138,7 +138,7 @@ def test_an_ask_opens_an_approval_that_the_action_row_points_to(engine: Engine) 
 
 def test_a_remembered_grant_allows_what_would_ask(engine: Engine) -> None:
     sandbox_id = add_sandbox(engine, 5, policy={"default": "allow", "rules": [{"tool": "deploy", "decision": "ask"}]})
-    with write_session(engine) as session:
+    with session_scope(engine) as session:
         session.add(Grant(scope=GrantScope.sandbox, scope_ref=sandbox_id, tool="deploy", created_by="ann"))
     reply = propose(engine, 5, "deploy").reply()
     assert (reply["status"], reply["decided_by"]) == ("allowed", "grant")
@@ -179,7 +179,7 @@ def test_every_call_is_one_audit_entry_and_the_chain_verifies(engine: Engine) ->
 def test_a_token_answers_only_for_its_own_sandbox(engine: Engine) -> None:
     add_sandbox(engine, 8)
     add_sandbox(engine, 9)
-    with write_session(engine) as session:
+    with session_scope(engine) as session:
         with pytest.raises(Forbidden, match="belongs to sandbox sb_000000000008"):
             subject_for_token(session, secret="fgs_token8", sandbox_id="sb_000000000009")
         with pytest.raises(Unauthorized, match="unknown or retired"):
