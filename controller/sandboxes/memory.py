@@ -18,6 +18,7 @@ from controller.sandboxes.engine import (
     ContainerInfo,
     ContainerMissing,
     ContainerState,
+    Engine,
     EngineFacts,
     ImageInfo,
     NotRunning,
@@ -243,3 +244,8 @@ class MemoryEngine:
         if found.status != needs:
             raise Invalid(f"the Docker engine refused this: container {container[:12]} is {found.status}")
         found.status = becomes
+
+
+def _conforms(engine: MemoryEngine) -> Engine:
+    """mypy checks here that the in-memory engine keeps to the whole `Engine` protocol."""
+    return engine
