@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -48,6 +49,10 @@ def create(
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = None,
     ttl: Annotated[int | None, typer.Option(help="seconds until it is removed")] = None,
     keep_volume: Annotated[bool, typer.Option(help="keep the workspace volume on removal")] = False,
+    policy: Annotated[
+        str | None,
+        typer.Option(help="a preset (autonomous, supervised, strict) or a YAML/JSON policy file"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create and start a sandbox; prints its id."""
@@ -58,6 +63,7 @@ def create(
         ("image", image),
         ("ttl_s", ttl),
         ("command", command or None),
+        ("policy", _policy(policy) if policy is not None else None),
     ):
         if value is not None:
             body[key] = value
@@ -66,6 +72,22 @@ def create(
         print(json.dumps(sandbox, indent=2))
     else:
         print(sandbox["id"])
+
+
+PRESETS = ("autonomous", "supervised", "strict")
+
+
+def _policy(value: str) -> str:
+    """A preset's name as it is, or a policy file's text (the controller checks it and names the line)."""
+    if value in PRESETS:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        fail(f"--policy takes a preset ({', '.join(PRESETS)}) or a YAML/JSON policy file; there is no file {value!r}")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"--policy: cannot read {value}: {e}")
 
 
 def _age(stamp: str | None) -> str:

@@ -18,9 +18,9 @@ from controller.models import Sandbox, SandboxStatus, utcnow
 from controller.names import EventKind
 from controller.oversight import audit
 from controller.oversight.approvals import open_item
-from controller.oversight.gate import gate, subject_for_token
+from controller.oversight.gate import gate, layers_for, subject_for_token
 from controller.oversight.models import Action, ApprovalKind
-from controller.oversight.policy import Risk
+from controller.oversight.policy import Risk, separated
 
 
 class RuntimeFlows:
@@ -51,11 +51,12 @@ class RuntimeFlows:
         """The agent asks for a checkpoint review or hands itself to a person (which pauses it)."""
         with self.tx.write() as t:
             sandbox = self._sandbox(t.session, sandbox_id)
+            requester = sandbox.owner_id if separated(layers_for(t.session, sandbox)) else None
             item, effects = open_item(
                 t.session,
                 kind=kind,
                 sandbox_id=sandbox.id,
-                owner_id=sandbox.owner_id,
+                requester_id=requester,
                 summary=summary,
                 data=data,
                 actor=f"sandbox:{sandbox_id}",

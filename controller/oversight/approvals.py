@@ -2,7 +2,8 @@
 
 A decision is final. Deciding runs in a write session, so two approvers racing are serialised and the second
 finds the item decided (a 409 naming who decided). One deny decides at once; approvals count towards the
-quorum, one vote per person; the sandbox's owner (the requester) never approves their own agent's action.
+quorum, one vote per person; where the policy separates duties, the person who started the sandbox (the item's
+requester) never approves what it asks.
 Nothing here commits. What a decision means outside the database (wake the agent, run its brokered action,
 resume or stop the sandbox, tell the webhooks) is returned as typed effects for the flow to apply after commit.
 """
@@ -58,13 +59,14 @@ def open_item(
     *,
     kind: ApprovalKind,
     sandbox_id: str,
-    owner_id: int | None,
+    requester_id: int | None,
     summary: str,
     actor: str,
     data: dict[str, Any] | None = None,
 ) -> tuple[Approval, list[Effect]]:
-    """Put a checkpoint or an escalation in the queue; neither has a deadline. An escalation pauses the sandbox."""
-    item = Approval(kind=kind, sandbox_id=sandbox_id, summary=summary, data=data or {}, requester_id=owner_id)
+    """Put a checkpoint or an escalation in the queue; neither has a deadline. An escalation pauses the sandbox.
+    `requester_id`: who may not decide it (set where the policy separates duties)."""
+    item = Approval(kind=kind, sandbox_id=sandbox_id, summary=summary, data=data or {}, requester_id=requester_id)
     session.add(item)
     session.flush()
     emit(
@@ -118,7 +120,10 @@ def decide(session: Session, *, approval_id: int, user: User, request: DecisionR
         raise Forbidden(refusal)
     approve = request.decision == "approve"
     if approve and approval.requester_id is not None and approval.requester_id == user.id:
-        raise Forbidden("you started this sandbox, so you cannot approve its actions; another approver must")
+        raise Forbidden(
+            "you started this sandbox, so you cannot approve its actions; another approver must "
+            "(its policy sets separation_of_duties)"
+        )
     if request.remember is not None:
         _check_remember(user, approval, request.remember, approve)
     if request.args is not None and approval.kind != ApprovalKind.action:

@@ -43,6 +43,7 @@ from controller.oversight.policy import (
     Risk,
     Verdict,
     evaluate,
+    separated,
 )
 from controller.oversight.policy_store import StoredPolicy, compile_policy
 
@@ -95,7 +96,8 @@ def subject_for_token(session: Session, *, secret: str, sandbox_id: str) -> Subj
     return sandbox_token_owner(secret, None if row is None else Subject(*row), sandbox_id)
 
 
-def layers_for(session: Session, sandbox: Subject) -> list[Layer]:
+def layers_for(session: Session, sandbox: Subject | Sandbox) -> list[Layer]:
+    """The policy layers that govern a sandbox: fleet, its template's, its own (or the default preset)."""
     layers: list[Layer] = []
     conn = session.connection()
     fleet = conn.execute(_FLEET_POLICY).first()
@@ -176,7 +178,9 @@ def gate(
     """Decide one proposed action (in the caller's write session) and record it in the actions and the audit log;
     denials in a row, or a rule marked `escalate`, open an escalation too."""
     request = ActionRequest(tool=tool, args=args, risk=risk)
-    verdict = evaluate(layers_for(session, sandbox), request)
+    layers = layers_for(session, sandbox)
+    verdict = evaluate(layers, request)
+    requester = sandbox.owner_id if separated(layers) else None
     decision, by, detail = verdict.decision, "policy", _policy_detail(verdict)
     if decision == Decision.ask and verdict.rememberable:
         grant = next((g for g in grants_in_scope(session, sandbox, tool) if grant_covers(g, request)), None)
@@ -208,7 +212,9 @@ def gate(
     outcome = GateOutcome(action)
     escalate = _count_denials(session, sandbox, status, verdict, escalate_after)
     if status == ActionStatus.pending:
-        outcome.approval = open_action_approval(session, sandbox=sandbox, action=action, verdict=verdict)
+        outcome.approval = open_action_approval(
+            session, sandbox=sandbox, action=action, verdict=verdict, requester_id=requester
+        )
         outcome.effects.append(announce(session, outcome.approval.id or 0, "approval.requested"))
         action["approval_id"] = outcome.approval.id
         session.connection().execute(_SET_APPROVAL, {"action": action["id"], "approval": outcome.approval.id})
@@ -243,7 +249,7 @@ def gate(
             session,
             kind=ApprovalKind.escalation,
             sandbox_id=sandbox.id,
-            owner_id=sandbox.owner_id,
+            requester_id=requester,
             summary=escalate,
             actor="controller",
         )
@@ -282,7 +288,7 @@ def summarise(tool: str, args: dict[str, Any]) -> str:
 
 
 def open_action_approval(
-    session: Session, *, sandbox: Subject, action: Mapping[str, Any], verdict: Verdict
+    session: Session, *, sandbox: Subject, action: Mapping[str, Any], verdict: Verdict, requester_id: int | None
 ) -> Approval:
     timeout = verdict.timeout_s or DEFAULT_TIMEOUT_S
     approval = Approval(
@@ -296,7 +302,7 @@ def open_action_approval(
         quorum=verdict.quorum or 1,
         on_timeout=verdict.on_timeout or "deny",
         rememberable=verdict.rememberable,
-        requester_id=sandbox.owner_id,
+        requester_id=requester_id,
         deadline=utcnow() + timedelta(seconds=timeout),
     )
     session.add(approval)

@@ -81,7 +81,7 @@ class Approval(SQLModel, table=True):
     quorum: int = 1
     on_timeout: str = Field(default="deny", max_length=8)
     rememberable: bool = True
-    requester_id: int | None = None
+    requester_id: int | None = None  # who may not approve it: the sandbox's starter, where duties are separated
     deadline: datetime | None = _when(default=None, index=True)
     assignee: str | None = Field(default=None, max_length=63)
     message: str | None = None

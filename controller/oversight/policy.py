@@ -143,13 +143,18 @@ class Rule:
 
 @dataclass(frozen=True)
 class Policy:
-    """A loaded policy document: a default and rules; `source` names where it came from in errors."""
+    """A loaded policy document: a default and rules; `source` names where it came from in errors.
+
+    `separation_of_duties`: whoever started a sandbox may not approve its actions, checkpoints or escalations
+    (another approver must). Off unless a layer turns it on; any layer that does, the fleet's included, wins.
+    """
 
     default: Decision
     rules: tuple[Rule, ...] = ()
     description: str | None = None
     source: str = "policy"
     preset: str | None = None
+    separation_of_duties: bool = False
 
     @cached_property
     def ordered(self) -> tuple[Rule, ...]:
@@ -406,16 +411,23 @@ def _path(place: Place) -> str:
     return "".join(parts).lstrip(".")
 
 
+def separated(layers: Sequence[Layer]) -> bool:
+    """Whether any layer separates duties (a person may not approve what their own sandbox asks)."""
+    return any(layer.policy.separation_of_duties for layer in layers)
+
+
 def _policy(value: Any, source: str, lines: Lines) -> Policy:
-    _mapping(value, (), ("default", "rules", "description"), "a policy")
+    _mapping(value, (), ("default", "rules", "description", "separation_of_duties"), "a policy")
     if "default" not in value:
         raise SpecError((), "default is required: one of allow, ask, deny")
     rules = value.get("rules", [])
     if not isinstance(rules, list):
         raise SpecError(("rules",), "must be a list of rules")
     description = _typed(value, (), "description", str, "a string", None)
+    separation = _typed(value, (), "separation_of_duties", bool, "true or false", False)
     compiled = tuple(_rule(raw, i, lines.get(("rules", i))) for i, raw in enumerate(rules))
-    return Policy(Decision(choice(value["default"], ("default",), list(Decision))), compiled, description, source)
+    default = Decision(choice(value["default"], ("default",), list(Decision)))
+    return Policy(default, compiled, description, source, separation_of_duties=bool(separation))
 
 
 def _mapping(value: Any, place: Place, keys: Sequence[str], what: str) -> None:

@@ -85,6 +85,26 @@ def test_a_sandbox_created_through_the_api_appears_in_the_fleet_live(
     tab.shot("fleet")
 
 
+def test_the_fleet_shows_the_command_an_agent_waits_on(
+    console: Callable[..., Console],
+    governed: Callable[..., dict[str, Any]],
+    run_agent: Callable[[str, str], AgentRun],
+    admin: httpx.Client,
+) -> None:
+    policy = {"default": "allow", "rules": [{"tool": "shell", "command": "git push*", "decision": "ask"}]}
+    sandbox = governed(policy)
+    tab = console()
+    page = tab.login("#/fleet")
+    run = run_agent(sandbox["id"], "say(sdk.gate('shell', {'command': 'git push origin main'}))\n")
+    item = pending_for(admin, sandbox["id"])
+    row = page.locator(f'tr[data-id="{sandbox["id"]}"]')
+    expect(row.locator(".action-what")).to_have_text("$ git push origin main")
+    expect(row.locator(".action-state")).to_have_text("pending")
+    tab.shot("fleet-pending-command")
+    assert decide(admin, item["id"], decision="deny", message="not now").status_code == 200
+    run.finish()
+
+
 def test_output_streams_into_the_terminal_with_ansi_colours(
     console: Callable[..., Console], sandbox_factory: Callable[..., dict[str, Any]]
 ) -> None:

@@ -102,3 +102,44 @@ def test_up_refuses_to_start_twice_and_init_is_idempotent(controller: Controller
     init = controller.cli("init")
     assert "already initialised" in init.stdout
     assert "fg_" not in init.stdout
+
+
+def test_one_person_with_one_token_starts_an_agent_under_a_policy_file_and_approves_its_ask(
+    controller: Controller, tmp_path: Path
+) -> None:
+    policy = tmp_path / "ask-deploy.yaml"
+    policy.write_text("default: allow\nrules:\n  - tool: deploy\n    decision: ask\n")
+    agent = "from agent_runtime import sdk; print('deployed', sdk.gate('deploy', {'env': 'prod'}), flush=True)"
+    sandbox_id = controller.cli(
+        "sandbox", "create", "--image", "fleetgate/python:latest", "--policy", str(policy), "--",
+        "python3", "-c", agent,
+    ).stdout.strip()  # fmt: skip
+    try:
+        approval = wait_for(
+            lambda: next((a for a in json.loads(controller.cli("approvals", "--json").stdout)
+                          if a["sandbox_id"] == sandbox_id), None),
+            timeout=30,
+            what="the agent's ask in the queue",
+        )  # fmt: skip
+        assert "approved" in controller.cli("approve", str(approval["id"])).stdout  # the admin who started it
+        wait_for(
+            lambda: "deployed {'env': 'prod'}" in controller.cli("sandbox", "logs", sandbox_id).stdout,
+            timeout=30,
+            what="the agent to go on once approved",
+        )
+    finally:
+        controller.cli("sandbox", "rm", sandbox_id, check=False)
+
+
+def test_sandbox_create_takes_a_preset_and_says_what_a_bad_policy_is(controller: Controller, tmp_path: Path) -> None:
+    strict = controller.cli("sandbox", "create", "--image", "fleetgate/python:latest", "--policy", "strict")
+    controller.cli("sandbox", "rm", strict.stdout.strip())
+    missing = controller.cli("sandbox", "create", "--policy", "no-such.yaml", check=False)
+    assert missing.returncode == 1
+    assert "--policy takes a preset (autonomous, supervised, strict) or a YAML/JSON policy file" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("default: allow\nrules:\n  - tool: deploy\n    decision: perhaps\n")
+    refused = controller.cli("sandbox", "create", "--policy", str(broken), check=False)
+    assert refused.returncode == 1
+    assert "line 4" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -53,16 +53,36 @@ def test_an_asked_action_waits_and_a_decision_wakes_its_agent_once_committed(fas
     assert [e.event for e in fast.audit()][-3:] == ["approval.voted", "action.decided", "approval.approved"]
 
 
-def test_a_decision_refused_wakes_nobody_and_writes_nothing(fast: Fast) -> None:
+def test_alone_on_a_vm_the_person_who_started_a_sandbox_approves_its_actions(fast: Fast) -> None:
     sandbox, secret = governed(fast)
     reply = propose(fast, sandbox, secret, "deploy")
+    owner = fast.user("olivia", Role.operator)  # an operator may approve too: one person, one token
+    decided = fast.fleet.decisions.decide(reply["approval_id"], user=owner, request=DecisionRequest(decision="approve"))
+    assert decided.final
+    assert fast.row(Action, reply["action_id"]).status == ActionStatus.allowed
+
+
+@pytest.mark.parametrize("layer", ["sandbox", "fleet"])
+def test_with_separation_of_duties_the_starter_is_refused_and_nothing_is_written(fast: Fast, layer: str) -> None:
+    if layer == "fleet":
+        fast.fleet.admin.set_fleet_policy({"default": "allow", "separation_of_duties": True}, actor="admin")
+        sandbox, secret = governed(fast)
+    else:
+        sandbox, secret = governed(fast, {**ASK_DEPLOY, "separation_of_duties": True})
+    reply = propose(fast, sandbox, secret, "deploy")
+    item = fast.fleet.runtime.open(sandbox.id, kind=ApprovalKind.checkpoint, summary="stage 1", data={})
     owner = fast.user("olivia", Role.operator)
     before = len(fast.audit())
-    with pytest.raises(Forbidden):
-        fast.fleet.decisions.decide(reply["approval_id"], user=owner, request=DecisionRequest(decision="approve"))
+    for approval_id in (reply["approval_id"], item["approval_id"]):
+        with pytest.raises(Forbidden, match=r"you started this sandbox.*separation_of_duties"):
+            fast.fleet.decisions.decide(approval_id, user=owner, request=DecisionRequest(decision="approve"))
     assert fast.wakes.keys == []
     assert len(fast.audit()) == before
     assert fast.row(Approval, reply["approval_id"]).status == ApprovalStatus.pending
+    approver = fast.user("alice", Role.approver)
+    assert fast.fleet.decisions.decide(
+        reply["approval_id"], user=approver, request=DecisionRequest(decision="approve")
+    ).final
 
 
 def test_a_second_decision_is_a_conflict(fast: Fast) -> None:

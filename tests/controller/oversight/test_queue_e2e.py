@@ -111,7 +111,11 @@ def test_a_quorum_of_two_different_people(
     admin: httpx.Client,
     operator: httpx.Client,
 ) -> None:
-    policy = {"default": "allow", "rules": [{"tool": "wire", "decision": "ask", "quorum": 2, "risk": "critical"}]}
+    policy = {
+        "default": "allow",
+        "separation_of_duties": True,
+        "rules": [{"tool": "wire", "decision": "ask", "quorum": 2, "risk": "critical"}],
+    }
     sandbox = governed(policy)
     run = run_agent(sandbox["id"], "say('wired', sdk.gate('wire', {'amount': 10}, risk='critical'))\n")
     item = pending_for(admin, sandbox["id"])
@@ -123,6 +127,7 @@ def test_a_quorum_of_two_different_people(
     assert "counts once" in again.json()["detail"]
     own = decide(operator, item["id"], decision="approve")  # the operator started the sandbox
     assert own.status_code == 403
+    assert "separation_of_duties" in own.json()["detail"]
     time.sleep(1)
     assert run.running
     with controller.http("approver") as approver:

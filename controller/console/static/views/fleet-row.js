@@ -15,12 +15,22 @@ export function agentLabel(sandbox) {
 /** Text the fleet search looks through. */
 export function searchText(model) {
   const s = model.sandbox;
-  return [s.id, s.image, s.template, (s.command || []).join(" "), s.status, s.host, model.action && model.action.tool]
+  return [s.id, s.image, s.template, (s.command || []).join(" "), s.status, s.host, model.action && actionLabel(model.action)]
     .filter(Boolean).join(" ").toLowerCase();
 }
 
 function cell(label, ...children) {
   return h("td", { dataset: { label } }, ...children);
+}
+
+/** What an action does, in one line: a shell command as typed, other tools with their first arguments. */
+export function actionLabel(action) {
+  const args = action.args || {};
+  const command = Array.isArray(args.command) ? args.command.join(" ") : args.command;
+  if (action.tool === "shell" && typeof command === "string") return `$ ${command}`;
+  const shown = Object.entries(args).slice(0, 2)
+    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+  return [action.tool, ...shown].join(" ");
 }
 
 export class FleetRow {
@@ -30,7 +40,7 @@ export class FleetRow {
     this.statusNote = h("div", { class: "sub" });
     this.agent = h("div", { class: "agent-name" });
     this.agentState = h("div", { class: "sub" });
-    this.actionTool = h("span", { class: "mono" });
+    this.actionTool = h("span", { class: "mono action-what" });
     this.actionState = h("span", { class: "action-state" });
     this.pendingLink = h("a", { class: "pending-link", href: "#/approvals" });
     this.cpuFill = h("span", { class: "meter-fill" });
@@ -82,7 +92,7 @@ export class FleetRow {
   }
 
   updateAction(action) {
-    setText(this.actionTool, action ? action.tool : "—");
+    setText(this.actionTool, action ? actionLabel(action) : "—");
     this.actionTool.classList.toggle("muted", !action);
     if (!action) {
       setText(this.actionState, "");
@@ -92,7 +102,7 @@ export class FleetRow {
     const by = action.decided_by && action.status !== "pending" ? ` · ${action.decided_by}` : "";
     setText(this.actionState, `${action.status}${by}`);
     this.actionState.className = `action-state st-${action.status}`;
-    this.actionTool.title = action.reason || "";
+    this.actionTool.title = [actionLabel(action), action.reason].filter(Boolean).join("\n");
   }
 
   updateResources(res, sandbox) {
