@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,10 +13,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.errors import FleetgateError
 from controller.fleet import Fleet
+from controller.middleware import BodyLimit, CatchAll, SecurityHeaders
 from controller.names import Task
 
 log = logging.getLogger("fleetgate")
@@ -50,90 +49,10 @@ def describe_validation(errors: list[Any]) -> str:
     return "; ".join(parts) + more
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class _Watched:
-    """An ASGI `send` that notes whether the response has begun (after that, an error can only close it)."""
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-
-    async def __call__(self, message: Message) -> None:
-        self.started = self.started or message["type"] == "http.response.start"
-        await self.send(message)
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes with a JSON 413, by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        watched = _Watched(send)
-        try:
-            await self.app(scope, counting_receive, watched)
-        except _TooLarge:
-            if watched.started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"the request body is larger than this server accepts ({self.limit} bytes)"
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-
-
-class CatchAll:
-    """Any error no handler took: logged with a reference and answered with a JSON 500.
-
-    Starlette's own handler for `Exception` sends its response and then re-raises to the server, which drops
-    the connection, so a client saw a reset instead of the 500. Here the error ends with the response.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        watched = _Watched(send)
-        try:
-            await self.app(scope, receive, watched)
-        except Exception:
-            ref = uuid.uuid4().hex[:12]
-            log.exception("unhandled error %s on %s %s", ref, scope.get("method"), scope.get("path"))
-            if watched.started:  # half an answer is out: only closing the connection can tell the client
-                raise
-            detail = f"internal error (reference {ref}); the controller log has the details"
-            await JSONResponse({"detail": detail}, status_code=500)(scope, receive, send)
-
-
 def install_error_handlers(app: FastAPI, *, body_limit: int) -> None:
     """Every error answered as JSON with a `detail`: bodies over `body_limit`, bad input, domain errors, the rest."""
     app.add_middleware(BodyLimit, limit=body_limit)
-    app.add_middleware(CatchAll)  # outermost of ours: it also sees what BodyLimit lets through
+    app.add_middleware(CatchAll)  # outermost of these: it also sees what BodyLimit lets through
 
     @app.exception_handler(FleetgateError)
     async def domain_error(_: Request, exc: FleetgateError) -> JSONResponse:
@@ -201,6 +120,7 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
     app.state.fleet = fleet
     app.state.engine = fleet.db
     install_error_handlers(app, body_limit=fleet.settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the 500s and 413s included
     from controller.console import routes as console
 
     routers = (system, sandboxes, approvals, actions, grants, audit, events, policy, links, tokens, templates, hosts)

@@ -43,9 +43,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<meta name=viewport content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
-        f"<style>body{{font:16px system-ui;margin:2em auto;max-width:36em;padding:0 1em}}"
-        f"button{{font-size:1.2em;padding:.6em 1.4em}}pre{{white-space:pre-wrap;background:#f4f4f4;padding:1em}}"
-        f"</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>",
+        f"<link rel=stylesheet href=/static/link.css></head><body><h1>{html.escape(title)}</h1>{body}</body></html>",
         status_code=status,
     )
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from tests.conftest import REPO, Controller
 from tests.controller.oversight.conftest import governed, operator, run_agent
@@ -50,7 +50,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 class Console:
-    """A browser tab on the console, with the errors its page raised (a test fails on any)."""
+    """A browser tab on the console, with the errors its page raised and the Content-Security-Policy violations
+    the browser reported (a test fails on any of either)."""
 
     def __init__(self, browser: Browser, controller: Controller, viewport: dict[str, int]) -> None:
         self.controller = controller
@@ -59,6 +60,11 @@ class Console:
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", self._csp_violation)
+
+    def _csp_violation(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.errors.append(f"CSP: {message.text}")
 
     def open(self, route: str = "") -> Page:
         self.page.goto(f"{self.controller.url}/{route}")

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"sandboxes", "oversight"},
     {"flows", "taskqueue"},
     {"fleet", "bootstrap"},
-    {"main", "api", "console", "gateway", "worker", "server", "cli"},
+    {"main", "middleware", "api", "console", "gateway", "worker", "server", "cli"},
 ]
 APART = [("sandboxes", "oversight"), ("oversight", "sandboxes")]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
