@@ -51,6 +51,13 @@ def labels(instance: str, sandbox_id: str, kind: str) -> dict[str, str]:
     return {LABEL_SANDBOX: sandbox_id, LABEL_INSTANCE: instance, LABEL_KIND: kind}
 
 
+def tmp_size_mb(memory_mb: int) -> int:
+    """The size of a sandbox's /tmp: a quarter of its memory. A tmpfs's pages count against the memory limit, so
+    a /tmp as large as the memory lets one full /tmp OOM-kill the whole sandbox; at a quarter, filling it fails
+    with "No space left on device" and the sandbox lives."""
+    return max(16, memory_mb // 4)
+
+
 def engine_name(instance: str, sandbox_id: str) -> str:
     """The name of a sandbox's container and of its workspace volume on the engine (Docker keeps them apart)."""
     return f"fleetgate-{instance}-{sandbox_id}"
@@ -99,7 +106,7 @@ def container_spec(
         "privileged": False,
         "read_only": True,
         "ipc_mode": "private",
-        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"},  # noqa: S108
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={tmp_size_mb(shape.memory_mb)}m,mode=1777"},  # noqa: S108
         "mounts": [
             MountSpec(WORKSPACE, engine_name(instance, shape.sandbox_id), "volume"),
             MountSpec(f"{RUNTIME_MOUNT}/agent_runtime", str(paths.runtime_package), "bind", read_only=True),

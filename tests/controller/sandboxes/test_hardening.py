@@ -121,3 +121,13 @@ def test_allocating_past_the_memory_limit_kills_only_that_sandboxs_process(
     assert httpx.get(f"{controller.url}/healthz").status_code == 200
     assert run(admin, neighbour["id"], "echo", "fine")["stdout"] == "fine\n"
     assert run(admin, greedy["id"], "echo", "still here")["stdout"] == "still here\n"
+
+
+def test_filling_tmp_fails_with_no_space_and_the_sandbox_lives(admin: httpx.Client, sandbox_factory: Any) -> None:
+    sandbox = sandbox_factory(resources={"memory_mb": 256}, command=["sh", "-c", "echo up; sleep 600"])
+    filled = run(admin, sandbox["id"], "dd", "if=/dev/zero", "of=/tmp/fill", "bs=1M", "count=400", timeout_s=60)
+    assert filled["exit_code"] != 0
+    assert "No space left on device" in filled["stderr"]
+    assert run(admin, sandbox["id"], "df", "-m", "/tmp")["stdout"].split()[-5] == "64"  # a quarter of 256 MiB
+    assert run(admin, sandbox["id"], "echo", "still here")["stdout"] == "still here\n"
+    assert admin.get(f"/api/v1/sandboxes/{sandbox['id']}").json()["status"] == "running"

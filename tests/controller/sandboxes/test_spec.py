@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.sandboxes.engine import EngineFacts
-from controller.sandboxes.spec import HostPaths, SandboxShape, container_spec, probe_spec
+from controller.sandboxes.spec import HostPaths, SandboxShape, container_spec, probe_spec, tmp_size_mb
 
 PATHS = HostPaths(Path("/pkg/agent_runtime"), Path("/home/gateway"), Path("/home/sandboxes/sb_1"))
 SHAPE = SandboxShape("sb_0123456789ab", "img:1", 1.5, 256, 100, "python")
@@ -62,3 +62,9 @@ def test_probe_is_as_locked_down_as_a_sandbox() -> None:
     probe = probe_spec("img:1", instance="abc", uid=10001)
     for key in ("network_mode", "cap_drop", "security_opt", "read_only", "user"):
         assert probe[key] == spec()[key], key
+
+
+def test_tmp_is_a_quarter_of_the_memory_so_filling_it_cannot_oom_kill_the_sandbox() -> None:
+    assert spec()["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}  # SHAPE has 256 MiB
+    assert tmp_size_mb(8192) == 2048
+    assert tmp_size_mb(32) == 16  # never smaller than a useful /tmp
