@@ -99,7 +99,10 @@ def rule_checks(raw: Mapping[str, Any], place: Place) -> tuple[list[Check], list
         words.append(f"{name} {matcher.text}")
     if "command" in raw:
         command = globs(raw["command"], (*place, "command"))
-        checks.append(lambda a, s: s is not None and command(s.text))
+        if raw.get("decision") == "allow":  # as written: options before a subcommand can change what it does
+            checks.append(lambda a, s: s is not None and command(s.text))
+        else:  # by any name it goes by: /usr/bin/git -C . push is a git push
+            checks.append(lambda a, s: s is not None and (command(s.text) or any(command(f) for f in s.forms)))
         words.append(f"the command {command.text}")
     if "program" in raw:
         program = globs(raw["program"], (*place, "program"))

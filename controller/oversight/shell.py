@@ -21,6 +21,9 @@ Choices made here, all to keep a denied program from slipping past:
   is longer than MAX_LENGTH (then the whole text is one opaque segment whose words are split on whitespace).
 - Arguments that `xargs` and `find -exec` add at run time are unknown; deny rules on the program still apply.
 - Here-document bodies are skipped (they are data); the command that reads one is opaque.
+- What some programs do with their arguments is `programs.py`'s: the other names a command goes by (`/usr/bin/git
+  -C x push` is `git push` to a deny rule), and interpreters given code, script files and git aliases (opaque).
+- An alias the command line defines (`alias p='git push'; p`, also on a later line) is expanded where it is used.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import posixpath
 import shlex
 from dataclasses import dataclass, field
 
+from controller.oversight import programs
 from controller.oversight.shell_lexer import (
     ASSIGNMENT,
     KEYWORDS,
@@ -55,13 +59,46 @@ class Segment:
     opaque: bool = False
     reason: str | None = None
     redirects: list[str] = field(default_factory=list)
+    forms: list[str] = field(default_factory=list)  # other texts it goes by, for deny and ask rules (programs.py)
 
 
 def segments(command: str) -> list[Segment]:
     """Every simple command in `command` (inner substitutions first), for the policy to judge one by one."""
     if len(command) > MAX_LENGTH:
         return [_opaque(command, f"it is longer than {MAX_LENGTH} characters, too long to analyse")]
-    return _decompose(command, 0)
+    found = _decompose(command, 0)
+    return _with_aliases(found, _aliases(found), 0)
+
+
+def _aliases(found: list[Segment]) -> dict[str, str]:
+    """`alias NAME=VALUE` definitions anywhere in the command line, wherever they stand."""
+    defined: dict[str, str] = {}
+    for seg in found:
+        if seg.program == "alias":
+            for arg in seg.argv[1:]:
+                name, eq, value = arg.partition("=")
+                if eq and name and not name.startswith("-"):
+                    defined[name] = value
+    return defined
+
+
+def _with_aliases(found: list[Segment], defined: dict[str, str], depth: int) -> list[Segment]:
+    """Each use of an alias the same command line defines is followed by what it expands to (a shell that
+    expands aliases runs that, whether it is defined on the same line, a later line, or a function's line)."""
+    if not defined:
+        return found
+    expanded: list[Segment] = []
+    for seg in found:
+        expanded.append(seg)
+        if seg.argv and seg.argv[0] in defined and seg.program != "alias":
+            if depth >= MAX_DEPTH:
+                expanded.append(_opaque(seg.text, f"aliases nested more than {MAX_DEPTH} levels deep"))
+                continue
+            text = " ".join([defined[seg.argv[0]], *map(shlex.quote, seg.argv[1:])])
+            inner = _decompose(text, depth + 1)
+            rest = {name: value for name, value in defined.items() if name != seg.argv[0]}
+            expanded.extend(_with_aliases(inner, rest, depth + 1))
+    return expanded
 
 
 def _decompose(command: str, depth: int) -> list[Segment]:
@@ -129,9 +166,11 @@ def _command(words: list[Word], redirects: list[str], why: str | None, depth: in
     elif words[0].pattern:
         why = f"the program name is a pattern the shell expands ({words[0].raw})"
     wrapped, outer_why = ([], None) if why and words[0].dynamic else _unwrap(program, words)
-    segment = Segment(argv, " ".join(argv), program, False, why or outer_why, redirects)
-    segment.opaque = segment.reason is not None
-    return [segment] + [seg for item in wrapped for seg in item.segments(depth + 1)]
+    reading = programs.read(argv)
+    segment = Segment(argv, " ".join(argv), program, False, why or outer_why or reading.doubt, redirects)
+    segment.opaque, segment.forms = segment.reason is not None, reading.forms
+    handed_on = [seg for script in reading.scripts for seg in _decompose(script, depth + 1)]
+    return [segment] + [seg for item in wrapped for seg in item.segments(depth + 1)] + handed_on
 
 
 @dataclass
@@ -278,7 +317,7 @@ def _shell(words: list[Word]) -> tuple[list[_Inner], str | None]:
         return ([_Inner(script=words[i].text)] if i < len(words) else []), None
     if i >= len(words) or stdin:
         return [], "the shell reads its commands from standard input"
-    return [], None
+    return [], programs.shell_script(words[0].text, words[i].text)
 
 
 def _find(words: list[Word]) -> list[_Inner]:

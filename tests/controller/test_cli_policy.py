@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,28 @@ def test_bad_example_files_are_one_line_errors(files: dict[str, str], tmp_path: 
     examples = tmp_path / "examples.yaml"
     examples.write_text(text)
     assert expected in one_error_line(run("test", files["sandbox"], "--examples", str(examples)))
+
+
+RED_TEAM = "default: allow\nrules:\n  - {tool: shell, command: 'git push*', decision: deny}\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "decision", "why"),
+    [
+        ("/usr/bin/git push", "deny", "the command matches 'git push*'"),
+        ("./git push", "deny", "the command matches 'git push*'"),
+        ("git -C . push", "deny", "the command matches 'git push*'"),
+        ("git --git-dir=.git push", "deny", "the command matches 'git push*'"),
+        ("git -c alias.x=push x", "deny", "the command matches 'git push*'"),
+        ("alias p='git push'; p", "deny", "the command matches 'git push*'"),
+        ("alias p='git push'\np", "deny", "the command matches 'git push*'"),
+        ("python3 -c \"import os; os.system('git push')\"", "ask", "python3 runs code given on its command line"),
+    ],
+)
+def test_the_red_teams_forms_of_a_denied_push(tmp_path: Path, command: str, decision: str, why: str) -> None:
+    policy = tmp_path / "red-team.yaml"
+    policy.write_text(RED_TEAM)
+    result = run("test", str(policy), "--tool", "shell", "--args", json.dumps({"command": command}))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{decision:5} shell"), result.stdout
+    assert why in result.stdout

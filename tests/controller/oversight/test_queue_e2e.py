@@ -359,3 +359,46 @@ def test_a_brokered_action_whose_task_was_lost_is_carried_out_by_the_sweep(
     )
     assert done["result"]["via"] == "outbox"
     assert "lost and found" in Path(done["result"]["file"]).read_text()
+
+
+def test_a_denied_push_is_not_run_however_the_agent_spells_it(
+    governed: Callable[..., dict[str, Any]], admin: httpx.Client
+) -> None:
+    """The red team's forms, live: the gate refuses them, so git never runs (its push would fail anyway: no
+    remote; a marker file written by a fake `git push` shows whether anything ran)."""
+    sandbox = governed({"default": "allow", "rules": [{"tool": "shell", "command": "git push*", "decision": "deny"}]})
+
+    def run(*argv: str) -> dict[str, Any]:
+        body = {"command": ["python3", "-m", "agent_runtime", "run", "--", *argv], "timeout_s": 60}
+        return dict(admin.post(f"/api/v1/sandboxes/{sandbox['id']}/exec", json=body).json())
+
+    setup = admin.post(
+        f"/api/v1/sandboxes/{sandbox['id']}/exec",
+        json={"command": ["sh", "-c", "git init -q . && printf '#!/bin/sh\\ntouch /workspace/ran\\n' > git "
+                          "&& chmod +x git"]},
+    ).json()  # fmt: skip
+    assert setup["exit_code"] == 0, setup
+    for argv in (
+        ["/usr/bin/git", "push"],
+        ["./git", "push"],
+        ["git", "-C", ".", "push"],
+        ["git", "--git-dir=.git", "push"],
+        ["git", "-c", "alias.x=push", "x"],
+        ["sh", "-c", "alias p='./git push'; p"],
+        ["sh", "-c", "alias p='./git push'\np"],
+    ):
+        refused = run(*argv)
+        assert refused["exit_code"] == 126, (argv, refused)
+        assert "denied" in refused["stderr"], (argv, refused)
+        assert run("true")["exit_code"] == 0  # an allowed action between: three denials in a row would escalate
+    unseen = admin.post(
+        f"/api/v1/sandboxes/{sandbox['id']}/exec",
+        json={"command": ["python3", "-m", "agent_runtime", "run", "--", "python3", "-c",
+                          "import os; os.system('./git push')"], "timeout_s": 5},
+    ).json()  # fmt: skip
+    assert unseen["timed_out"], unseen  # it waits for a person instead of running
+    asked = pending_for(admin, sandbox["id"])
+    assert "python3 runs code given on its command line" in asked["data"]["reason"]
+    decide(admin, asked["id"], decision="deny")
+    check = admin.post(f"/api/v1/sandboxes/{sandbox['id']}/exec", json={"command": ["ls", "/workspace"]}).json()
+    assert "ran" not in check["stdout"].split(), check
