@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     default_cpus: float = 1.0
     default_memory_mb: int = 512
     default_pids: int = 256
+    default_disk_mb: Annotated[int, Field(ge=16)] = 5120
     max_ttl_s: int = 7 * 24 * 3600
     exec_timeout_s: float = 60.0
     max_exec_output_bytes: int = 1 << 20
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
     def sandboxes_dir(self) -> Path:
         """One folder per sandbox with its credentials, mounted at /run/fleetgate/sandbox."""
         return self.home / "sandboxes"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        """Each sandbox's workspace: an image file and the folder it is mounted on (sandboxes/workspaces.py)."""
+        return self.home / "workspaces"
 
     @property
     def run_dir(self) -> Path:

@@ -34,6 +34,7 @@ from controller.names import Keys
 from controller.sandboxes.credentials import Credentials
 from controller.sandboxes.hosts import Connect, Hosts
 from controller.sandboxes.provision import Provisioner
+from controller.sandboxes.workspaces import LoopWorkspaces, WorkspaceStore
 from controller.taskqueue import CeleryTasks
 
 
@@ -53,6 +54,7 @@ class Fleet:
         tasks: TaskQueue | None = None,
         wake: WakePublisher | None = None,
         connect: Connect | None = None,
+        workspaces: WorkspaceStore | None = None,
     ) -> None:
         self.settings = settings
         self.instance = instance_id(settings)
@@ -63,12 +65,16 @@ class Fleet:
         self.tasks = tasks if tasks is not None else CeleryTasks(settings)
         self.hosts = Hosts(settings.docker_url, connect=connect, lookup=self._host_url, known=self._known_hosts)
         self.tx = Transactions(self.db, self.events)
+        if workspaces is None:
+            workspaces = LoopWorkspaces(settings.workspaces_dir, settings.sandbox_uid)
         provisioner = Provisioner(
             instance=self.instance,
             uid=settings.sandbox_uid,
             credentials=Credentials(settings.sandboxes_dir, settings.sandbox_uid),
             gateway_dir=settings.gateway_dir,
+            workspaces=workspaces,
         )
+        self.workspaces = provisioner.workspaces
         self.sandboxes = SandboxFlows(tx=self.tx, hosts=self.hosts, provisioner=provisioner, settings=settings)
         self.upkeep = Upkeep(tx=self.tx, hosts=self.hosts, sandboxes=self.sandboxes)
         self.decisions = DecisionFlows(tx=self.tx)

@@ -177,6 +177,9 @@ class Resources(BaseModel):
     cpus: float | None = pydantic.Field(default=None, ge=0.01, le=256, description="CPU cores, e.g. 0.5")
     memory_mb: int | None = pydantic.Field(default=None, ge=16, le=1 << 20)
     pids: int | None = pydantic.Field(default=None, ge=16, le=1 << 16)
+    disk_mb: int | None = pydantic.Field(
+        default=None, ge=16, le=1 << 24, description="the workspace's size limit in MiB (default 5 GiB)"
+    )
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -194,6 +197,7 @@ class TemplateBase(SQLModel):
     cpus: float | None = Field(default=None, ge=0.01, le=256)
     memory_mb: int | None = Field(default=None, ge=16, le=1 << 20)
     pids: int | None = Field(default=None, ge=16, le=1 << 16)
+    disk_mb: int | None = Field(default=None, ge=16, le=1 << 24)
     env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     command: list[str] | None = Field(default=None, sa_column=Column(JSON))
     ttl_s: int | None = Field(default=None, gt=0)
@@ -246,6 +250,7 @@ class Sandbox(SQLModel, table=True):
     cpus: float
     memory_mb: int
     pids: int
+    disk_mb: int | None = None  # the workspace's size limit; None for sandboxes made before limits existed
     env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     command: list[str] | None = Field(default=None, sa_column=Column(JSON))
     ttl_s: int | None = None
@@ -277,6 +282,13 @@ class SandboxCreate(BaseModel):
     _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
 
 
+class WorkspaceUsage(BaseModel):
+    """How full a sandbox's size-limited workspace is (absent where this host cannot limit it)."""
+
+    used_mb: float
+    limit_mb: int
+
+
 class SandboxPublic(BaseModel):
     id: str
     status: SandboxStatus
@@ -289,6 +301,7 @@ class SandboxPublic(BaseModel):
     env: dict[str, str]
     volume: str | None
     keep_volume: bool
+    workspace: WorkspaceUsage | None = None
     exit_code: int | None
     error: str | None
     created_at: datetime

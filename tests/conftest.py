@@ -215,16 +215,26 @@ def forget_instance(redis_url: str, instance: str) -> int:
         client.close()
 
 
+def unmount_below(folder: Path) -> None:
+    """Unmount the workspaces a controller left mounted under its home (sandboxes outlive their controller)."""
+    below = str(folder.resolve()) + "/"
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(below)]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
 @contextlib.contextmanager
 def running(ctl: Controller, docker_client: Any) -> Iterator[Controller]:
-    """The controller started; stopped afterwards, with every container and volume it made removed, and what it
-    kept in Redis."""
+    """The controller started; stopped afterwards, with every container, volume and mounted workspace it made
+    removed, and what it kept in Redis."""
     ctl.start()
     try:
         yield ctl
     finally:
         ctl.stop()
         remove_instance(docker_client, lambda inst: inst == ctl.instance)
+        unmount_below(ctl.home)
         forget_instance(ctl.redis_url, ctl.instance)
 
 

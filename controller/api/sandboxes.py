@@ -20,15 +20,18 @@ from controller.models import (
     SandboxPublic,
     SandboxStatus,
     Template,
+    WorkspaceUsage,
 )
 from controller.names import OUTPUT_KINDS
 from controller.sandboxes import files
+from controller.sandboxes.workspaces import WorkspaceStore
 
 router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
 
 
-def to_public(session: Session, sandbox: Sandbox) -> SandboxPublic:
+def to_public(session: Session, sandbox: Sandbox, workspaces: WorkspaceStore) -> SandboxPublic:
     template = session.get(Template, sandbox.template_id) if sandbox.template_id else None
+    usage = workspaces.usage(sandbox.id) if sandbox.status != SandboxStatus.removed or sandbox.keep_volume else None
     return SandboxPublic(
         id=sandbox.id,
         status=sandbox.status,
@@ -36,7 +39,8 @@ def to_public(session: Session, sandbox: Sandbox) -> SandboxPublic:
         host=sandbox.host,
         image=sandbox.image,
         template=template.name if template else None,
-        resources=Resources(cpus=sandbox.cpus, memory_mb=sandbox.memory_mb, pids=sandbox.pids),
+        resources=Resources(cpus=sandbox.cpus, memory_mb=sandbox.memory_mb, pids=sandbox.pids, disk_mb=sandbox.disk_mb),
+        workspace=None if usage is None else WorkspaceUsage(used_mb=usage.used_mb, limit_mb=usage.limit_mb),
         command=sandbox.command,
         env=sandbox.env,
         volume=sandbox.volume,
@@ -54,7 +58,7 @@ def to_public(session: Session, sandbox: Sandbox) -> SandboxPublic:
 @router.post("", status_code=201, response_model=SandboxPublic)
 def create_sandbox(body: SandboxCreate, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
     """Create and start a hardened sandbox from an image or a template."""
-    return to_public(session, fleet.sandboxes.create(body, owner=user))
+    return to_public(session, fleet.sandboxes.create(body, owner=user), fleet.workspaces)
 
 
 @router.get("", response_model=Page[SandboxPublic])
@@ -70,12 +74,13 @@ def list_sandboxes(
     """Every sandbox with its live status (newest first)."""
     rows = fleet.sandboxes.find(status=status, include_removed=all, limit=limit + 1, offset=offset)
     more = len(rows) > limit
-    return Page(items=[to_public(session, s) for s in rows[:limit]], next=str(offset + limit) if more else None)
+    items = [to_public(session, s, fleet.workspaces) for s in rows[:limit]]
+    return Page(items=items, next=str(offset + limit) if more else None)
 
 
 @router.get("/{sandbox_id}", response_model=SandboxPublic)
 def get_sandbox(sandbox_id: SandboxId, _: Viewer, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    return to_public(session, fleet.sandboxes.get(sandbox_id))
+    return to_public(session, fleet.sandboxes.get(sandbox_id), fleet.workspaces)
 
 
 @router.post("/{sandbox_id}/exec", response_model=ExecResult)
@@ -86,18 +91,24 @@ def exec_in_sandbox(sandbox_id: SandboxId, body: ExecRequest, _: Operator, fleet
 
 @router.post("/{sandbox_id}/stop", response_model=SandboxPublic)
 def stop_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    return to_public(session, fleet.sandboxes.stop(sandbox_id, actor=user.name, reason=f"stopped by {user.name}"))
+    return to_public(
+        session, fleet.sandboxes.stop(sandbox_id, actor=user.name, reason=f"stopped by {user.name}"), fleet.workspaces
+    )
 
 
 @router.post("/{sandbox_id}/pause", response_model=SandboxPublic)
 def pause_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
     """Freeze the sandbox's processes (docker pause) until it is resumed."""
-    return to_public(session, fleet.sandboxes.pause(sandbox_id, actor=user.name, reason=f"paused by {user.name}"))
+    return to_public(
+        session, fleet.sandboxes.pause(sandbox_id, actor=user.name, reason=f"paused by {user.name}"), fleet.workspaces
+    )
 
 
 @router.post("/{sandbox_id}/resume", response_model=SandboxPublic)
 def resume_sandbox(sandbox_id: SandboxId, user: Operator, fleet: FleetDep, session: SessionDep) -> SandboxPublic:
-    return to_public(session, fleet.sandboxes.resume(sandbox_id, actor=user.name, reason=f"resumed by {user.name}"))
+    return to_public(
+        session, fleet.sandboxes.resume(sandbox_id, actor=user.name, reason=f"resumed by {user.name}"), fleet.workspaces
+    )
 
 
 @router.delete("/{sandbox_id}", response_model=SandboxPublic)
@@ -112,7 +123,7 @@ def remove_sandbox(
     sandbox = fleet.sandboxes.remove(
         sandbox_id, actor=user.name, keep_volume=keep_volume, reason=f"removed by {user.name}"
     )
-    return to_public(session, sandbox)
+    return to_public(session, sandbox, fleet.workspaces)
 
 
 class LogLine(BaseModel):

@@ -43,4 +43,10 @@ def status(_: Viewer, fleet: FleetDep) -> dict[str, Any]:
             hosts[engine.name] = f"error: {e.message}"
     checks["docker"] = hosts
     checks["workers"] = fleet.worker_count()
+    why_not = fleet.workspaces.unavailable()
+    checks["workspace limits"] = (
+        "ok (each workspace is a file system of its own size)"
+        if why_not is None
+        else (f"off: {why_not}; workspaces are not size-limited")
+    )
     return {"instance": fleet.instance, "version": "0.1.0", "checks": checks}

@@ -46,6 +46,7 @@ def create(
     cpus: Annotated[float | None, typer.Option(help="CPU cores")] = None,
     memory: Annotated[int | None, typer.Option(help="memory limit in MiB")] = None,
     pids: Annotated[int | None, typer.Option(help="process limit")] = None,
+    disk: Annotated[int | None, typer.Option(help="workspace size limit in MiB (default 5120)")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = None,
     ttl: Annotated[int | None, typer.Option(help="seconds until it is removed")] = None,
     keep_volume: Annotated[bool, typer.Option(help="keep the workspace volume on removal")] = False,
@@ -56,7 +57,8 @@ def create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create and start a sandbox; prints its id."""
-    resources = {k: v for k, v in {"cpus": cpus, "memory_mb": memory, "pids": pids}.items() if v is not None}
+    limits = {"cpus": cpus, "memory_mb": memory, "pids": pids, "disk_mb": disk}
+    resources = {k: v for k, v in limits.items() if v is not None}
     body: dict[str, Any] = {"resources": resources, "env": _parse_env(env or []), "keep_volume": keep_volume}
     for key, value in (
         ("template", template),

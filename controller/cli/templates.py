@@ -36,6 +36,7 @@ def create_template(
     cpus: Annotated[float | None, typer.Option()] = None,
     memory: Annotated[int | None, typer.Option(help="MiB")] = None,
     pids: Annotated[int | None, typer.Option()] = None,
+    disk: Annotated[int | None, typer.Option(help="workspace size limit in MiB")] = None,
     ttl: Annotated[int | None, typer.Option(help="seconds until removal")] = None,
 ) -> None:
     """Add a template (admin)."""
@@ -46,6 +47,7 @@ def create_template(
         "cpus": cpus,
         "memory_mb": memory,
         "pids": pids,
+        "disk_mb": disk,
         "ttl_s": ttl,
     }
     created = Client().post("/api/v1/templates", json={k: v for k, v in body.items() if v is not None})

@@ -145,7 +145,9 @@ class AdminFlows:
             if session.exec(select(Template).where(Template.name == body.name)).first() is not None:
                 raise Conflict(f"a template named {body.name!r} exists already")
         engine = self.hosts.get(body.host)
-        lifecycle.check_limits(engine, self.settings, cpus=body.cpus, memory_mb=body.memory_mb, ttl_s=body.ttl_s)
+        lifecycle.check_limits(
+            engine, self.settings, cpus=body.cpus, memory_mb=body.memory_mb, ttl_s=body.ttl_s, disk_mb=body.disk_mb
+        )
         self.provisioner.require_image(engine, body.image)
         if body.policy is not None:
             compile_policy(body.policy, source=f"template {body.name} policy")

@@ -95,9 +95,12 @@ class Upkeep:
             if orphan.drop_credentials:
                 self.provisioner.credentials.remove(orphan.sandbox_id)
             report["orphans_removed"].append(orphan.sandbox_id or orphan.container[:12])
-        for host, name in plan.volumes:
+        for host, name, sandbox_id in plan.volumes:
             try:
-                self.hosts.get(host).remove_volume(name)
+                engine = self.hosts.get(host)
+                engine.remove_volume(name)
+                if engine.is_local and sandbox_id:
+                    self.provisioner.workspaces.remove(sandbox_id)
                 report["volumes_removed"].append(name)
             except Conflict as e:  # in use by a container being removed right now: next round
                 log.info("volume %s not removed yet: %s", name, e.message)

@@ -133,8 +133,11 @@ class DockerEngine:
             finally:
                 container.remove(force=True)
 
-    def create_volume(self, name: str, labels: Mapping[str, str]) -> str | None:
-        volume = self._call(lambda c: c.volumes.create(name=name, labels=dict(labels)))
+    def create_volume(
+        self, name: str, labels: Mapping[str, str], driver_opts: Mapping[str, str] | None = None
+    ) -> str | None:
+        opts = dict(driver_opts or {})
+        volume = self._call(lambda c: c.volumes.create(name=name, labels=dict(labels), driver_opts=opts or None))
         mountpoint = volume.attrs.get("Mountpoint")
         return str(mountpoint) if mountpoint else None
 

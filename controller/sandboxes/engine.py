@@ -108,8 +108,11 @@ class Engine(Protocol):
         """Create, start and wait for a short-lived container, remove it, and return its exit code."""
         ...
 
-    def create_volume(self, name: str, labels: Mapping[str, str]) -> str | None:
-        """Create a named volume; returns its mount point on the engine's machine when known."""
+    def create_volume(
+        self, name: str, labels: Mapping[str, str], driver_opts: Mapping[str, str] | None = None
+    ) -> str | None:
+        """Create a named volume (`driver_opts` for the local driver: a bind of a folder, say); returns its mount
+        point on the engine's machine when known."""
         ...
 
     def create_container(self, spec: Mapping[str, Any]) -> str:

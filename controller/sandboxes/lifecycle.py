@@ -11,6 +11,7 @@ what each move writes. Functions here take the caller's session and never commit
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,6 +58,7 @@ class Plan:
     cpus: float
     memory_mb: int
     pids: int
+    disk_mb: int
     env: dict[str, str]
     command: list[str] | None
     ttl_s: int | None
@@ -78,6 +80,7 @@ class Plan:
             and self.cpus == (t.cpus or settings.default_cpus)
             and self.memory_mb == (t.memory_mb or settings.default_memory_mb)
             and self.pids == (t.pids or settings.default_pids)
+            and self.disk_mb == (t.disk_mb or settings.default_disk_mb)
         )
 
 
@@ -105,18 +108,32 @@ def plan(*, request: SandboxCreate, template: Template | None, engine: Engine, s
         cpus=res.cpus or (t.cpus if t and t.cpus else s.default_cpus),
         memory_mb=res.memory_mb or (t.memory_mb if t and t.memory_mb else s.default_memory_mb),
         pids=res.pids or (t.pids if t and t.pids else s.default_pids),
+        disk_mb=res.disk_mb or (t.disk_mb if t and t.disk_mb else s.default_disk_mb),
         env={**(t.env if t else {}), **request.env},
         command=request.command or (t.command if t else None),
         ttl_s=request.ttl_s or (t.ttl_s if t else None),
         keep_volume=request.keep_volume,
         policy=request.policy,
     )
-    check_limits(engine, settings, cpus=resolved.cpus, memory_mb=resolved.memory_mb, ttl_s=resolved.ttl_s)
+    check_limits(
+        engine,
+        settings,
+        cpus=resolved.cpus,
+        memory_mb=resolved.memory_mb,
+        ttl_s=resolved.ttl_s,
+        disk_mb=resolved.disk_mb,
+    )
     return resolved
 
 
 def check_limits(
-    engine: Engine, settings: Settings, *, cpus: float | None, memory_mb: int | None, ttl_s: int | None
+    engine: Engine,
+    settings: Settings,
+    *,
+    cpus: float | None,
+    memory_mb: int | None,
+    ttl_s: int | None,
+    disk_mb: int | None = None,
 ) -> None:
     """Limits a sandbox on `engine` can be given (also checked when a template is saved, not at its first use)."""
     facts = engine.facts()
@@ -128,6 +145,10 @@ def check_limits(
         )
     if ttl_s is not None and ttl_s > settings.max_ttl_s:
         raise Invalid(f"ttl_s {ttl_s} is longer than the maximum {settings.max_ttl_s} s")
+    if disk_mb is not None and engine.is_local and settings.home.exists():
+        disk = shutil.disk_usage(settings.home).total >> 20
+        if disk_mb > disk:
+            raise Invalid(f"resources.disk_mb {disk_mb} is more than the disk of {settings.home} holds ({disk} MiB)")
 
 
 def new_row(plan: Plan, *, owner: User | None, instance: str, pooled: bool) -> Sandbox:
@@ -143,6 +164,7 @@ def new_row(plan: Plan, *, owner: User | None, instance: str, pooled: bool) -> S
         cpus=plan.cpus,
         memory_mb=plan.memory_mb,
         pids=plan.pids,
+        disk_mb=plan.disk_mb,
         env={} if pooled else plan.env,
         command=None if pooled else plan.command,
         policy=None if pooled else plan.policy,

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from controller.errors import Conflict, FleetgateError, ImageMissing, Invalid
@@ -25,6 +26,7 @@ from controller.sandboxes.engine import (
     Progress,
     VolumeInfo,
 )
+from controller.sandboxes.workspaces import Usage, WorkspaceStore
 
 ExecHandler = Callable[["MemoryContainer", list[str]], ExecResult]
 
@@ -67,6 +69,7 @@ class MemoryEngine:
     on_exec: ExecHandler = echo_exit_zero
     containers_: dict[str, MemoryContainer] = field(default_factory=dict)
     volumes_: dict[str, VolumeInfo] = field(default_factory=dict)
+    volume_opts: dict[str, dict[str, str]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     _failures: dict[str, FleetgateError] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -113,11 +116,14 @@ class MemoryEngine:
         self._enter("run_to_end", str(spec.get("image")))
         return self.probe_exit
 
-    def create_volume(self, name: str, labels: Mapping[str, str]) -> str | None:
+    def create_volume(
+        self, name: str, labels: Mapping[str, str], driver_opts: Mapping[str, str] | None = None
+    ) -> str | None:
         self._enter("create_volume", name)
         if name in self.volumes_:
             raise Conflict(f"volume {name} exists")
         self.volumes_[name] = VolumeInfo(name, dict(labels), datetime.now(UTC))
+        self.volume_opts[name] = dict(driver_opts or {})
         return None
 
     def create_container(self, spec: Mapping[str, Any]) -> str:
@@ -246,6 +252,30 @@ class MemoryEngine:
         found.status = becomes
 
 
-def _conforms(engine: MemoryEngine) -> Engine:
-    """mypy checks here that the in-memory engine keeps to the whole `Engine` protocol."""
-    return engine
+@dataclass
+class MemoryWorkspaces:
+    """Size-limited workspaces in a dict: what was asked for, and how full a test says each one is."""
+
+    why_not: str | None = None
+    made: dict[str, int] = field(default_factory=dict)
+    used: dict[str, float] = field(default_factory=dict)
+
+    def unavailable(self) -> str | None:
+        return self.why_not
+
+    def make(self, sandbox_id: str, size_mb: int) -> Path:
+        self.made[sandbox_id] = size_mb
+        return Path("/memory/workspaces") / sandbox_id
+
+    def remove(self, sandbox_id: str) -> None:
+        self.made.pop(sandbox_id, None)
+
+    def usage(self, sandbox_id: str) -> Usage | None:
+        if sandbox_id not in self.made:
+            return None
+        return Usage(used_mb=self.used.get(sandbox_id, 0.0), limit_mb=self.made[sandbox_id])
+
+
+def _conforms(engine: MemoryEngine, workspaces: MemoryWorkspaces) -> tuple[Engine, WorkspaceStore]:
+    """mypy checks here that the in-memory stand-ins keep to the whole of their protocols."""
+    return engine, workspaces

@@ -22,6 +22,7 @@ from controller.sandboxes.spec import (
     labels,
     probe_spec,
 )
+from controller.sandboxes.workspaces import WorkspaceStore
 
 PROBE_TIMEOUT_S = 60.0
 
@@ -29,10 +30,13 @@ PROBE_TIMEOUT_S = 60.0
 class Provisioner:
     """Makes and unmakes sandboxes on engines, for one controller instance."""
 
-    def __init__(self, *, instance: str, uid: int, credentials: Credentials, gateway_dir: Path) -> None:
+    def __init__(
+        self, *, instance: str, uid: int, credentials: Credentials, gateway_dir: Path, workspaces: WorkspaceStore
+    ) -> None:
         self.instance = instance
         self.uid = uid
         self.credentials = credentials
+        self.workspaces = workspaces
         self._gateway_dir = gateway_dir
         self._runtime_package = Path(agent_runtime.__file__).resolve().parent
         self._verified: set[tuple[str, str]] = set()
@@ -65,17 +69,29 @@ class Provisioner:
         spec = container_spec(
             shape, instance=self.instance, uid=self.uid, paths=paths, runtime=engine.facts().sandbox_runtime
         )
-        mountpoint = engine.create_volume(str(sandbox.volume), labels(self.instance, sandbox.id, "workspace"))
+        mountpoint = engine.create_volume(
+            str(sandbox.volume), labels(self.instance, sandbox.id, "workspace"), self._workspace(engine, sandbox)
+        )
         sandbox.container_id = engine.create_container(spec)
         if engine.is_local:
             own_workspace(mountpoint, self.uid)
         engine.start(sandbox.container_id)
 
+    def _workspace(self, engine: Engine, sandbox: Sandbox) -> dict[str, str] | None:
+        """A size-limited workspace to bind as the volume, where this host can make one (see workspaces.py)."""
+        if not (engine.is_local and sandbox.disk_mb) or self.workspaces.unavailable() is not None:
+            return None
+        folder = self.workspaces.make(sandbox.id, sandbox.disk_mb)
+        return {"type": "none", "o": "bind", "device": str(folder)}
+
     def destroy(self, engine: Engine, sandbox: Sandbox, *, keep_volume: bool = False) -> None:
-        """Remove the container, the volume (unless kept) and the credentials; missing pieces are fine."""
+        """Remove the container, the volume and its workspace (unless kept) and the credentials; missing pieces
+        are fine."""
         engine.remove_container(sandbox.container_id or engine_name(self.instance, sandbox.id))
         if sandbox.volume and not keep_volume:
             engine.remove_volume(sandbox.volume)
+            if engine.is_local:
+                self.workspaces.remove(sandbox.id)
         self.credentials.remove(sandbox.id)
 
 

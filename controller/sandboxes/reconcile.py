@@ -45,7 +45,7 @@ class Orphan:
 @dataclass
 class Plan:
     orphans: list[Orphan] = field(default_factory=list)
-    volumes: list[tuple[str, str]] = field(default_factory=list)  # (host, volume name)
+    volumes: list[tuple[str, str, str]] = field(default_factory=list)  # (host, volume name, sandbox id)
     adopt: list[Sandbox] = field(default_factory=list)
     gone: list[Sandbox] = field(default_factory=list)
     drop: list[Sandbox] = field(default_factory=list)  # pool entries: destroyed, their rows deleted
@@ -64,7 +64,7 @@ def plan(rows: Mapping[str, Sandbox], views: list[HostView], *, now: datetime, g
             owner = rows.get(volume.labels.get(LABEL_SANDBOX, ""))
             if owner is not None and (owner.status != SandboxStatus.removed or owner.keep_volume):
                 continue  # a gone sandbox keeps its workspace until someone removes the sandbox
-            result.volumes.append((view.host, volume.name))
+            result.volumes.append((view.host, volume.name, volume.labels.get(LABEL_SANDBOX, "")))
     dropped = {row.id for row in result.drop}
     for row in rows.values():
         stray = row.template_id is None and row.status in POOL and row.id not in dropped

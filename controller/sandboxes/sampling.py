@@ -18,6 +18,7 @@ from controller.events.bus import EventSink
 from controller.models import Sandbox
 from controller.names import EventKind, Keys
 from controller.sandboxes.hosts import Hosts
+from controller.sandboxes.workspaces import WorkspaceStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,15 @@ def _stats(hosts: Hosts, sandbox: Sandbox) -> tuple[Sandbox, dict[str, Any] | No
         return sandbox, None, e.message.splitlines()[0][:200]
 
 
-def sample(running: list[Sandbox], *, hosts: Hosts, bus: EventSink, store: redis.Redis, keys: Keys) -> int:
+def sample(
+    running: list[Sandbox],
+    *,
+    hosts: Hosts,
+    bus: EventSink,
+    store: redis.Redis,
+    keys: Keys,
+    workspaces: WorkspaceStore | None = None,
+) -> int:
     """Emit one `resources` event per running sandbox; returns how many.
 
     The engine answers a container's stats at its next collection tick (about a second when it has been asked
@@ -98,6 +107,9 @@ def sample(running: list[Sandbox], *, hosts: Hosts, bus: EventSink, store: redis
             "mem_limit": int(memory.get("limit") or 0),
             "pids": int((stats.get("pids_stats") or {}).get("current") or 0),
         }
+        disk = workspaces.usage(sandbox.id) if workspaces is not None else None
+        if disk is not None:
+            data["disk_used_mb"], data["disk_limit_mb"] = disk.used_mb, disk.limit_mb
         events.append((sandbox.id, EventKind.RESOURCES.value, data))
     keep_all.execute()
     bus.submit(events)

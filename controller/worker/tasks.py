@@ -101,7 +101,7 @@ def sample_resources() -> int:
         f = fleet()
         with Session(f.db) as session:
             running = list(session.exec(select(Sandbox).where(Sandbox.status == SandboxStatus.running)))
-        return sample(running, hosts=f.hosts, bus=f.events, store=f.redis, keys=f.keys)
+        return sample(running, hosts=f.hosts, bus=f.events, store=f.redis, keys=f.keys, workspaces=f.workspaces)
 
     return alone("sample", 300, take, 0)
 

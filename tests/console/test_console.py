@@ -527,3 +527,16 @@ def test_no_response_may_be_framed_sniffed_or_leak_its_url(controller: Any) -> N
             assert response.headers["x-content-type-options"] == "nosniff", path
             assert response.headers["referrer-policy"] == "no-referrer", path
             assert "frame-ancestors 'none'" in response.headers["content-security-policy"], path
+
+
+def test_the_sandbox_page_shows_how_full_its_workspace_is(
+    console: Callable[..., Console], sandbox_factory: Callable[..., dict[str, Any]]
+) -> None:
+    script = "dd if=/dev/zero of=/workspace/data bs=1M count=40 2>/dev/null; sleep 600"
+    sandbox = sandbox_factory(resources={"disk_mb": 64}, command=["sh", "-c", script])
+    tab = console()
+    page = tab.login(f"#/sandbox/{sandbox['id']}")
+    meta = page.locator("dl")
+    expect(meta).to_contain_text("64 MiB workspace")
+    expect(meta.locator("dd", has_text="used (")).to_contain_text(re.compile(r"^4\d(\.\d)? MiB of 64 MiB used"))
+    tab.shot("sandbox-workspace-usage")

@@ -81,6 +81,7 @@ def test_status_and_template_commands(controller: Controller) -> None:
     status = controller.cli("status").stdout
     assert "up" in status
     assert "redis: ok" in status
+    assert "workspace limits: ok" in status
     templates = controller.cli("template", "ls").stdout
     assert "python" in templates
 

@@ -22,7 +22,7 @@ from controller.fleet import Fleet
 from controller.models import Event, Role, User
 from controller.names import Task
 from controller.oversight.models import AuditEntry
-from controller.sandboxes.memory import MemoryEngine
+from controller.sandboxes.memory import MemoryEngine, MemoryWorkspaces
 
 
 @dataclass
@@ -59,6 +59,7 @@ class Fast:
     tasks: RecordedTasks
     wakes: RecordedWakes
     settings: Settings
+    workspaces: MemoryWorkspaces
 
     def user(self, name: str = "olivia", role: Role = Role.operator) -> User:
         with self.fleet.tx.write() as t:
@@ -99,7 +100,7 @@ def fast(tmp_path: Path, migrated: Path) -> Iterator[Fast]:
     settings = Settings(home=tmp_path / "home", instance="fast", docker_url="memory://local")
     settings.ensure_dirs()
     shutil.copyfile(migrated, settings.home / "fleetgate.db")
-    engine, tasks, wakes = MemoryEngine(), RecordedTasks(), RecordedWakes()
-    fleet = Fleet(settings, tasks=tasks, wake=wakes, connect=lambda name, url: engine)
-    yield Fast(fleet, engine, tasks, wakes, settings)
+    engine, tasks, wakes, workspaces = MemoryEngine(), RecordedTasks(), RecordedWakes(), MemoryWorkspaces()
+    fleet = Fleet(settings, tasks=tasks, wake=wakes, connect=lambda name, url: engine, workspaces=workspaces)
+    yield Fast(fleet, engine, tasks, wakes, settings, workspaces)
     fleet.db.dispose()

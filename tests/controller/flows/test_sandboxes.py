@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from controller.errors import Conflict, EngineError, EngineUnavailable, SandboxNotFound
+from controller.errors import Conflict, EngineError, EngineUnavailable, Invalid, SandboxNotFound
 from controller.flows import sandboxes as flows_module
 from controller.models import ExecRequest, Sandbox, SandboxCreate, SandboxStatus, Template, utcnow
 from controller.names import Task
@@ -306,3 +306,31 @@ def test_reconcile_takes_a_row_left_creating_for_long_without_a_container_for_go
         row.created_at = utcnow() - timedelta(minutes=5)
         t.session.add(row)
     assert fast.fleet.upkeep.reconcile()["gone"] == [row.id]
+
+
+# --- the workspace's size --------------------------------------------------------------------------------------
+
+
+def test_every_workspace_is_size_limited_five_gib_unless_asked_otherwise(fast: Fast) -> None:
+    default, small = create(fast), create(fast, resources={"disk_mb": 256})
+    assert fast.workspaces.made == {default.id: 5120, small.id: 256}
+    assert (default.disk_mb, small.disk_mb) == (5120, 256)
+    opts = fast.engine.volume_opts[str(small.volume)]
+    assert opts == {"type": "none", "o": "bind", "device": f"/memory/workspaces/{small.id}"}
+    fast.fleet.sandboxes.remove(small.id, actor="olivia")
+    fast.fleet.sandboxes.remove(default.id, actor="olivia", keep_volume=True)
+    assert fast.workspaces.made == {default.id: 5120}  # a kept workspace stays, with its limit
+
+
+def test_where_the_host_cannot_limit_a_workspace_it_is_a_plain_volume(fast: Fast) -> None:
+    fast.workspaces.why_not = "the controller does not run as root, which mounting a workspace needs"
+    sandbox = create(fast)
+    assert fast.workspaces.made == {}
+    assert fast.engine.volume_opts[str(sandbox.volume)] == {}
+
+
+def test_a_workspace_larger_than_the_disk_is_refused_before_anything_is_made(fast: Fast) -> None:
+    with pytest.raises(Invalid, match=r"resources\.disk_mb 16777216 is more than the disk"):
+        create(fast, resources={"disk_mb": 1 << 24})
+    assert fast.engine.containers_ == {}
+    assert fast.workspaces.made == {}

@@ -131,3 +131,23 @@ def test_filling_tmp_fails_with_no_space_and_the_sandbox_lives(admin: httpx.Clie
     assert run(admin, sandbox["id"], "df", "-m", "/tmp")["stdout"].split()[-5] == "64"  # a quarter of 256 MiB
     assert run(admin, sandbox["id"], "echo", "still here")["stdout"] == "still here\n"
     assert admin.get(f"/api/v1/sandboxes/{sandbox['id']}").json()["status"] == "running"
+
+
+def test_a_full_workspace_refuses_writes_and_the_sandbox_lives(
+    admin: httpx.Client, controller: Controller, sandbox_factory: Any
+) -> None:
+    small = sandbox_factory(resources={"disk_mb": 64}, command=["sh", "-c", "sleep 600"])
+    neighbour = sandbox_factory(command=["sh", "-c", "sleep 600"])
+    assert small["resources"]["disk_mb"] == 64
+    filled = run(admin, small["id"], "dd", "if=/dev/zero", "of=/workspace/fill", "bs=1M", "count=200", timeout_s=60)
+    assert filled["exit_code"] != 0
+    assert "No space left on device" in filled["stderr"]
+    assert run(admin, small["id"], "echo", "still here")["stdout"] == "still here\n"
+    workspace = admin.get(f"/api/v1/sandboxes/{small['id']}").json()["workspace"]
+    assert 55 <= workspace["used_mb"] <= workspace["limit_mb"] <= 64, workspace
+    assert run(admin, neighbour["id"], "dd", "if=/dev/zero", "of=/workspace/f", "bs=1M", "count=100")["exit_code"] == 0
+    image = controller.home / "workspaces" / f"{small['id']}.img"
+    assert image.stat().st_blocks * 512 < 80 << 20  # sparse: it takes the disk that was written, not its size
+    assert admin.delete(f"/api/v1/sandboxes/{small['id']}").status_code == 200
+    assert not image.exists()
+    assert not (controller.home / "workspaces" / small["id"]).is_mount()

@@ -58,6 +58,10 @@ export function mount(root, [id]) {
     setText(lineCount, dropped ? `last ${total - dropped} of ${total} lines` : `${total} line${total === 1 ? "" : "s"}`);
   });
 
+  function fmtMiB(mb) {
+    return mb >= 1024 ? `${(mb / 1024).toFixed(mb % 1024 ? 1 : 0)} GiB` : `${Math.round(mb * 10) / 10} MiB`;
+  }
+
   function metaRow(label, value, cls, wide = false) {
     const shown = value === null || value === undefined || value === "" ? "—" : value;
     const title = typeof shown === "string" && shown.length > 60 ? shown : undefined;
@@ -69,7 +73,11 @@ export function mount(root, [id]) {
     updateBadge(status, s.status);
     const r = s.resources || {};
     const limits = [r.cpus ? `${r.cpus} CPU` : null, r.memory_mb ? `${r.memory_mb} MiB` : null,
-      r.pids ? `${r.pids} pids` : null].filter(Boolean).join(" · ");
+      r.pids ? `${r.pids} pids` : null, r.disk_mb ? `${fmtMiB(r.disk_mb)} workspace` : null]
+      .filter(Boolean).join(" · ");
+    const disk = res && typeof res.disk_used_mb === "number"
+      ? { used: res.disk_used_mb, limit: res.disk_limit_mb } : s.workspace && { used: s.workspace.used_mb, limit: s.workspace.limit_mb };
+    const workspace = disk ? `${fmtMiB(disk.used)} of ${fmtMiB(disk.limit)} used (${Math.round((100 * disk.used) / disk.limit)}%)` : null;
     const usage = res && LIVE.has(s.status)
       ? [typeof res.cpu_pct === "number" ? `${res.cpu_pct.toFixed(1)}% CPU` : null, fmtBytes(res.mem_bytes),
         res.pids ? `${res.pids} pids` : null].filter(Boolean).join(" · ")
@@ -81,6 +89,7 @@ export function mount(root, [id]) {
       metaRow("Host", s.host),
       metaRow("Limits", limits),
       metaRow("Usage", usage),
+      metaRow("Workspace", workspace, disk && disk.used >= disk.limit * 0.95 ? "tone-bad" : undefined),
       metaRow("Agent", agentState),
       metaRow("Created", fmtTime(s.created_at)),
       metaRow("Started", fmtTime(s.started_at)),
