@@ -49,14 +49,14 @@ def git_push(draw: st.DrawFn) -> str:
     return " ".join([draw(st.sampled_from(GITS)), *options, "push", *draw(args)])
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_git_push_is_denied_by_any_path_and_whatever_global_options_come_first(data: st.DataObject) -> None:
     command = wrapped(data.draw, data.draw(git_push()))
     assert decide(command) == Decision.deny, command
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(alias=names, options=st.lists(st.sampled_from(GLOBAL_OPTIONS), max_size=2), rest=args, bang=st.booleans())
 def test_a_git_alias_given_with_c_is_expanded(alias: str, options: list[str], rest: list[str], bang: bool) -> None:
     value = "!git push" if bang else "push"
@@ -64,7 +64,7 @@ def test_a_git_alias_given_with_c_is_expanded(alias: str, options: list[str], re
     assert decide(command) == Decision.deny, command
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(alias=names, separator=st.sampled_from(SEPARATORS), rest=args, data=st.data())
 def test_a_shell_alias_the_command_line_defines_is_expanded_where_it_is_used(
     alias: str, separator: str, rest: list[str], data: st.DataObject
@@ -82,7 +82,7 @@ INTERPRETED = [
 code = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(which=st.sampled_from(INTERPRETED), text=code, data=st.data())
 def test_code_given_to_an_interpreter_is_never_allowed_unseen(
     which: tuple[str, str], text: str, data: st.DataObject
@@ -92,7 +92,7 @@ def test_code_given_to_an_interpreter_is_never_allowed_unseen(
     assert decide(command) != Decision.allow, command
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     form=st.sampled_from(["python3 {f}.py", "sh {f}.sh", "bash ./{f}", "./{f}", "perl {f}.pl", "eval {f}",
                           "${f} push", "$({f}) push", "git {f}", "git --{f} push", "source {f}", ". ./{f}"]),
