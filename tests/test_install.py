@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, REPO, free_port, remove_instance, wait_for
+from tests.conftest import REDIS_URL, REPO, free_port, remove_instance, unmount_below, wait_for
 
 INSTALL = REPO / "install.sh"
 TOKEN = re.compile(r"admin token \(shown once\): (fg_[A-Za-z0-9_-]{20,})")
@@ -139,6 +139,7 @@ def test_install_then_rerun_changes_nothing(tmp_path: Path) -> None:
                 remove_instance(client, lambda inst: inst == instance)
             finally:
                 client.close()
+        unmount_below(home)
         redis.Redis.from_url(install_redis).flushdb()
 
 
