@@ -18,9 +18,9 @@ from controller.models import Sandbox, SandboxStatus, utcnow
 from controller.names import EventKind
 from controller.oversight import audit
 from controller.oversight.approvals import open_item
-from controller.oversight.gate import gate, layers_for, subject_for_token
+from controller.oversight.gate import gate, layers_for, separated, subject_for_token
 from controller.oversight.models import Action, ApprovalKind
-from controller.oversight.policy import Risk, separated
+from controller.oversight.policy import Risk
 
 
 class RuntimeFlows:

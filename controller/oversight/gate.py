@@ -43,7 +43,6 @@ from controller.oversight.policy import (
     Risk,
     Verdict,
     evaluate,
-    separated,
 )
 from controller.oversight.policy_store import StoredPolicy, compile_policy
 
@@ -114,6 +113,11 @@ def layers_for(session: Session, sandbox: Subject | Sandbox) -> list[Layer]:
     elif template is None or template.policy is None:
         layers.append(Layer("sandbox", compile_policy(DEFAULT_PRESET)))
     return layers
+
+
+def separated(layers: list[Layer]) -> bool:
+    """Whether any layer separates duties (a person may not approve what their own sandbox asks)."""
+    return any(layer.policy.separation_of_duties for layer in layers)
 
 
 def grant_policy(grant: Grant) -> dict[str, Any]:

@@ -411,11 +411,6 @@ def _path(place: Place) -> str:
     return "".join(parts).lstrip(".")
 
 
-def separated(layers: Sequence[Layer]) -> bool:
-    """Whether any layer separates duties (a person may not approve what their own sandbox asks)."""
-    return any(layer.policy.separation_of_duties for layer in layers)
-
-
 def _policy(value: Any, source: str, lines: Lines) -> Policy:
     _mapping(value, (), ("default", "rules", "description", "separation_of_duties"), "a policy")
     if "default" not in value:

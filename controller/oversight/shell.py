@@ -23,7 +23,8 @@ Choices made here, all to keep a denied program from slipping past:
 - Here-document bodies are skipped (they are data); the command that reads one is opaque.
 - What some programs do with their arguments is `programs.py`'s: the other names a command goes by (`/usr/bin/git
   -C x push` is `git push` to a deny rule), and interpreters given code, script files and git aliases (opaque).
-- An alias the command line defines (`alias p='git push'; p`, also on a later line) is expanded where it is used.
+- An alias the command line defines (`alias p='git push'; p`, also on a later line) is expanded where it is used,
+  and its value is judged as a command of its own too (it may be used where no parser here follows).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from controller.oversight.shell_lexer import (
 )
 
 __all__ = ["MAX_DEPTH", "MAX_LENGTH", "Segment", "ShellSyntaxError", "segments"]
+RESERVED = KEYWORDS | {"case", "for", "select", "function", "in", "time", "coproc", "[[", "]]"}
 
 
 @dataclass
@@ -67,11 +69,14 @@ def segments(command: str) -> list[Segment]:
     if len(command) > MAX_LENGTH:
         return [_opaque(command, f"it is longer than {MAX_LENGTH} characters, too long to analyse")]
     found = _decompose(command, 0)
-    return _with_aliases(found, _aliases(found), 0)
+    defined = _aliases(found)
+    values = [seg for value in defined.values() for seg in _decompose(value, 1)]
+    return _with_aliases(found, defined, 0) + values
 
 
 def _aliases(found: list[Segment]) -> dict[str, str]:
-    """`alias NAME=VALUE` definitions anywhere in the command line, wherever they stand."""
+    """`alias NAME=VALUE` definitions anywhere in the command line, wherever they stand. An alias named after a
+    reserved word (`do`, `if`) makes its definition opaque: bash expands it in places no parser here follows."""
     defined: dict[str, str] = {}
     for seg in found:
         if seg.program == "alias":
@@ -79,6 +84,8 @@ def _aliases(found: list[Segment]) -> dict[str, str]:
                 name, eq, value = arg.partition("=")
                 if eq and name and not name.startswith("-"):
                     defined[name] = value
+                    if name in RESERVED and not seg.opaque:
+                        seg.opaque, seg.reason = True, f"it defines an alias named after the reserved word {name!r}"
     return defined
 
 

@@ -137,3 +137,16 @@ def test_an_allow_rule_matches_only_the_command_as_written() -> None:
     assert decide("git status", policy) == Decision.allow
     for command in ("git -C /etc status", "/tmp/git status", "git -c core.pager='rm -rf ~' status"):
         assert decide(command, policy) == Decision.ask, command
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "alias do='git push'; do",  # bash expands an alias named after a reserved word on a line of its own
+        "alias do='git push'\ndo",
+        "alias g=git; g push origin main",  # the alias is only part of the command
+        "alias g='git -C .'\ng push",
+    ],
+)
+def test_aliases_found_by_hypothesis_and_their_kin_are_denied(command: str) -> None:
+    assert decide(command) == Decision.deny, [(s.text, s.reason) for s in segments(command)]
