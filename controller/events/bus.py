@@ -76,6 +76,10 @@ class EventBus:
     An event after a quiet spell is published at once; a busy stream is published in batches at most every
     `interval_s`, so a steady stream costs one Redis call and one INSERT per interval rather than per event, and
     the thread takes the interpreter from the request handlers that many fewer times.
+
+    The rows are kept by a second thread. SQLite serves one writer at a time and its busy handler is not fair:
+    with fifty agents writing heartbeats and actions, one INSERT could wait seconds for its turn, and while the
+    publisher waited with it, the live stream stood still. Now only history waits.
     """
 
     def __init__(
@@ -86,8 +90,9 @@ class EventBus:
         self.keys = keys
         self._script = client.register_script(_XADD_BOTH)
         self._queue: queue.Queue[EventItem] = queue.Queue(maxsize=capacity)
+        self._rows: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=max(1, capacity // 100))
         self._interval_s = interval_s
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
 
     def submit(self, items: Iterable[EventItem]) -> None:
@@ -97,19 +102,23 @@ class EventBus:
             self._queue.put(item)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far is published; False on timeout."""
+        """Wait until everything submitted so far is published and kept; False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while (self._queue.unfinished_tasks or self._rows.unfinished_tasks) and time.monotonic() < deadline:
             time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        return not (self._queue.unfinished_tasks or self._rows.unfinished_tasks)
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if len(self._threads) == 2 and all(t.is_alive() for t in self._threads):
             return
         with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="fleetgate-events", daemon=True)
-                self._thread.start()
+            if len(self._threads) != 2 or not all(t.is_alive() for t in self._threads):
+                self._threads = [
+                    threading.Thread(target=self._run, name="fleetgate-events", daemon=True),
+                    threading.Thread(target=self._keep_rows, name="fleetgate-event-history", daemon=True),
+                ]
+                for thread in self._threads:
+                    thread.start()
                 atexit.register(self.flush, 5.0)
 
     def _run(self) -> None:
@@ -125,14 +134,32 @@ class EventBus:
             last = time.monotonic()
             try:
                 self.publish(batch)
-            except Exception:  # a database hiccup must not kill the publisher; the batch is logged and dropped
-                log.exception("%d events could not be kept", len(batch))
+            except Exception:  # nothing must kill the publisher; the batch is logged and dropped
+                log.exception("%d events could not be published", len(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
+    def _keep_rows(self) -> None:
+        while True:
+            batches = [self._rows.get()]
+            while True:
+                try:
+                    batches.append(self._rows.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for batch in batches for row in batch]
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.insert(Event), rows)
+            except Exception:  # a database hiccup must not kill the keeper; the rows are logged and dropped
+                log.exception("%d events could not be kept", len(rows))
+            finally:
+                for _ in batches:
+                    self._rows.task_done()
+
     def publish(self, items: Iterable[EventItem]) -> int:
-        """Publish (sandbox_id, kind, data) events live, then keep them (one INSERT for the batch)."""
+        """Publish (sandbox_id, kind, data) events live, then hand their rows to be kept (one INSERT a batch)."""
         batch = list(items)
         if not batch:
             return 0
@@ -145,8 +172,8 @@ class EventBus:
             {"sandbox_id": s, "kind": k, "data": d, "stream_id": ids[i] if ids else None, "created_at": stamp}
             for i, (s, k, d) in enumerate(batch)
         ]
-        with self.engine.begin() as conn:
-            conn.execute(sa.insert(Event), rows)
+        self._ensure_thread()
+        self._rows.put(rows)
         return len(rows)
 
     def _xadd(self, batch: list[EventItem], payloads: list[str]) -> list[str]:

@@ -133,6 +133,12 @@ def test_the_console_stays_responsive_with_fifty_real_agents_streaming(
     first = wait_for(newest_step, timeout=20, what="numbered output")
     # Five lines a second: the view must move on by several without a reload (it is live, not stale). Fifty agents
     # on two cores can hold one up for a few seconds (seen once in a cold first run), so it gets ten.
-    wait_for(lambda: newest_step() >= first + 5, timeout=10, interval=0.1, what="live output from one of fifty")
+    try:
+        wait_for(lambda: newest_step() >= first + 5, timeout=10, interval=0.1, what="live output from one of fifty")
+    except AssertionError:
+        logged = admin.get(f"/api/v1/sandboxes/{target}/logs", params={"tail": 3}).json()["items"]
+        state = page.evaluate("() => document.querySelector('#live-state')?.textContent")
+        print(f"\nstuck at step {first}; the page shows {newest_step()}, live state {state!r}; kept: {logged}")
+        raise
     expect(page.locator(".tl-item").first).to_contain_text("read_file")
     tab.shot("sandbox-in-a-busy-fleet")
