@@ -78,15 +78,3 @@ def retire(session: Session, sandbox_id: str) -> bool:
         .values(status=SandboxStatus.removed)
     )
     return bool(won.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def strays(session: Session) -> list[Sandbox]:
-    """Pool entries whose template was deleted while they were being made: they can never be claimed."""
-    return list(
-        session.exec(
-            select(Sandbox).where(
-                col(Sandbox.template_id).is_(None),
-                col(Sandbox.status).in_([SandboxStatus.pooled, SandboxStatus.warming]),
-            )
-        )
-    )
