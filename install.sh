@@ -24,7 +24,9 @@ LINK=1
 START=1
 IMAGES=1
 DEPS_ONLY=0
+GVISOR=1
 USE_SYSTEMD=auto
+DAEMON_JSON=/etc/docker/daemon.json
 
 usage() {
   cat <<EOF
@@ -45,6 +47,7 @@ Options:
   --no-link           do not put \`fleetgate\` into /usr/local/bin
   --no-start          do not start the controller
   --skip-images       do not build the sandbox images
+  --no-gvisor         run sandboxes under runc: neither install nor use gVisor (FLEETGATE_SANDBOX_RUNTIME=runc)
   --deps-only         only install and start the system services (Docker engine, Redis, debootstrap)
   -h, --help          show this help
 
@@ -91,6 +94,7 @@ while [ "$#" -gt 0 ]; do
     --no-start) START=0 ;;
     --skip-images) IMAGES=0 ;;
     --deps-only) DEPS_ONLY=1 ;;
+    --no-gvisor) GVISOR=0 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
@@ -204,8 +208,8 @@ system_packages() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v tar >/dev/null || missing+=(tar)
+  command -v python3 >/dev/null || missing+=(python3)
   if [ "$DEPS_ONLY" -eq 0 ] && [ "$PYTHON" = python3 ]; then
-    command -v python3 >/dev/null || missing+=(python3)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   fi
   if [ "${#missing[@]}" -eq 0 ]; then
@@ -252,6 +256,73 @@ docker_engine() {
     setsid -f nohup dockerd >>"$log" 2>&1 </dev/null
   fi
   wait_for "the Docker engine" "$log" docker_up
+}
+
+# gVisor: Debian's runsc, registered with the Docker engine as the runtime "runsc". Its arguments: Docker's "none"
+# network is refused without --network=none, and the sandbox cannot connect to its bind-mounted runtime socket
+# without --host-uds=open. Where any step fails, sandboxes run under runc and `fleetgate status` says why.
+gvisor_registered() { timeout 20 docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
+
+register_runsc() {
+  python3 - "$DAEMON_JSON" "$(command -v runsc)" <<'PY'
+import json, os, sys
+
+path, runsc = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        config = json.load(f)
+except FileNotFoundError:
+    config = {}
+except ValueError as e:
+    sys.exit(f"{path} is not valid JSON ({e}); add the runsc runtime to it by hand (README, 'gVisor')")
+runtime = {"path": runsc, "runtimeArgs": ["--network=none", "--host-uds=open"]}
+config.setdefault("runtimes", {})["runsc"] = runtime
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path + ".fleetgate-new", "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+os.replace(path + ".fleetgate-new", path)
+PY
+}
+
+reload_docker() {
+  if [ "$USE_SYSTEMD" = yes ] && [ -d /run/systemd/system ] && systemctl is-active --quiet docker; then
+    systemctl reload docker
+    return
+  fi
+  local pid
+  pid=$(cat /var/run/docker.pid 2>/dev/null || pidof dockerd || true)
+  [[ "$pid" =~ ^[0-9]+$ ]] || {
+    note "cannot tell which dockerd to reload (no /var/run/docker.pid); restart it to pick up $DAEMON_JSON"
+    return 1
+  }
+  kill -HUP "$pid" # dockerd reloads its runtimes on SIGHUP, without stopping a container
+}
+
+gvisor_runtime() {
+  if [ "$GVISOR" -eq 0 ]; then
+    say "gVisor: not used (--no-gvisor); sandboxes run under runc"
+    return
+  fi
+  if ! command -v runsc >/dev/null && ! apt_install runsc; then
+    note "gVisor: the runsc package could not be installed; sandboxes run under runc (fleetgate status says so)"
+    return
+  fi
+  if gvisor_registered; then
+    say "gVisor: runsc is registered with the Docker engine"
+    return
+  fi
+  say "gVisor: registering runsc with the Docker engine ($DAEMON_JSON) and reloading it"
+  if ! register_runsc || ! reload_docker; then
+    note "gVisor: not registered; sandboxes run under runc (fleetgate status says so)"
+    return
+  fi
+  local i
+  for ((i = 0; i < 20; i++)); do
+    gvisor_registered && return
+    sleep 0.5
+  done
+  note "gVisor: the Docker engine did not pick up runsc; sandboxes run under runc (fleetgate status says so)"
 }
 
 REDIS_HOST=""
@@ -312,6 +383,7 @@ redis_service() {
 
 system_packages
 docker_engine
+gvisor_runtime
 if [[ "$REDIS_URL" == unix://* ]]; then
   say "Redis: using the unix socket in $REDIS_URL; not starting one"
 else
@@ -381,6 +453,7 @@ if [ -n "$OPT_REDIS_URL" ]; then
 else
   env_set FLEETGATE_REDIS_URL "$REDIS_URL"
 fi
+[ "$GVISOR" -eq 1 ] || env_set FLEETGATE_SANDBOX_RUNTIME runc force
 
 if [ "$IMAGES" -eq 1 ]; then
   say "building the sandbox images (skipped when current)"

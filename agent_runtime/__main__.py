@@ -14,12 +14,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     run = commands.add_parser("run", help="run a command through the gate (tool `shell`)")
     run.add_argument("--risk", default="low", choices=["low", "medium", "high", "critical"])
     run.add_argument("argv", nargs=argparse.REMAINDER, help="-- CMD ...")
+    reap = commands.add_parser("reap", help="kill every process of one exec (the controller's deadline)")
+    reap.add_argument("marker")
     args = parser.parse_args(argv)
     if args.command == "run":
         from agent_runtime.run import run as run_command
 
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         return run_command(command, risk=args.risk)
+    if args.command == "reap":
+        from agent_runtime.reap import reap as reap_exec
+
+        print("signals sent: %d" % reap_exec(args.marker))
+        return 0
     if args.command == "supervise":
         from agent_runtime.supervisor import main as supervise
 

@@ -10,12 +10,14 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ENV_FILE = "/etc/fleetgate/fleetgate.env"
+# FLEETGATE_SANDBOX_RUNTIME: gVisor where it works (auto), gVisor or refuse to make sandboxes (runsc), or never.
+RuntimeSetting = Literal["auto", "runsc", "runc"]
 
 
 def _default_home() -> Path:
@@ -40,6 +42,7 @@ class Settings(BaseSettings):
     mail_from: str = "fleetgate@localhost"
 
     default_image: str = "fleetgate/python:latest"
+    sandbox_runtime: RuntimeSetting = "auto"
     sandbox_uid: int = 10001
     default_cpus: float = 1.0
     default_memory_mb: int = 512

@@ -73,7 +73,9 @@ class Fleet:
             credentials=Credentials(settings.sandboxes_dir, settings.sandbox_uid),
             gateway_dir=settings.gateway_dir,
             workspaces=workspaces,
+            runtime=settings.sandbox_runtime,
         )
+        self.provisioner = provisioner
         self.workspaces = provisioner.workspaces
         self.sandboxes = SandboxFlows(tx=self.tx, hosts=self.hosts, provisioner=provisioner, settings=settings)
         self.upkeep = Upkeep(tx=self.tx, hosts=self.hosts, sandboxes=self.sandboxes)

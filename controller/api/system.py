@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from controller.api.deps import FleetDep, Viewer
-from controller.errors import Unavailable
+from controller.errors import FleetgateError, Unavailable
 
 router = APIRouter(tags=["system"])
 
@@ -34,14 +34,19 @@ def status(_: Viewer, fleet: FleetDep) -> dict[str, Any]:
         checks["redis"] = "ok"
     except Unavailable as e:
         checks["redis"] = f"error: {e.message}"
-    hosts = {}
+    hosts, isolation = {}, {}
     for engine in fleet.hosts:
         try:
             engine.ping()
             hosts[engine.name] = "ok"
+            isolation[engine.name] = fleet.provisioner.isolation(engine, fleet.settings.default_image).describe()
         except Unavailable as e:
-            hosts[engine.name] = f"error: {e.message}"
+            hosts.setdefault(engine.name, f"error: {e.message}")
+            isolation[engine.name] = f"error: {e.message}"
+        except FleetgateError as e:  # no image to try gVisor with yet
+            isolation[engine.name] = f"not decided yet: {e.message}"
     checks["docker"] = hosts
+    checks["isolation"] = isolation
     checks["workers"] = fleet.worker_count()
     why_not = fleet.workspaces.unavailable()
     checks["workspace limits"] = (

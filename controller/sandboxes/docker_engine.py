@@ -8,6 +8,7 @@ to do; refusals of parameters become `Invalid`; the engine's own failures `Engin
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ from controller.sandboxes.engine import (
     Progress,
     VolumeInfo,
 )
+from controller.sandboxes.spec import EXEC_MARKER, REAP
 
 T = TypeVar("T")
 TIMED_OUT_EXIT = 124
@@ -336,6 +338,8 @@ def _run_exec(
 ) -> ExecResult:
     """Run `command` to completion or to its deadline; on the deadline kill it and everything it started."""
     started = time.perf_counter()
+    marker = secrets.token_hex(8)
+    env = {**env, EXEC_MARKER: marker}
     exec_id = api.exec_create(container, command, environment=env, workdir=workdir)["Id"]
     capture = _Capture(max_output)
     done = threading.Event()
@@ -350,7 +354,7 @@ def _run_exec(
     threading.Thread(target=pump, name=f"exec-{exec_id[:8]}", daemon=True).start()
     timed_out = not done.wait(timeout_s)
     if timed_out:
-        _kill(api, exec_id, can_kill_on_host)
+        _kill(api, container, exec_id, marker, can_kill_on_host)
         done.wait(10)
     exit_code = api.exec_inspect(exec_id).get("ExitCode")
     return ExecResult(
@@ -363,7 +367,16 @@ def _run_exec(
     )
 
 
-def _kill(api: Any, exec_id: str, can_kill_on_host: bool) -> None:
+def _kill(api: Any, container: str, exec_id: str, marker: str, can_kill_on_host: bool) -> None:
+    """Kill an exec's processes from inside the sandbox (agent_runtime.reap: works under runc and gVisor, on any
+    host); when that cannot start (a sandbox out of pids, say) and the engine is this machine's, from its /proc."""
+    try:
+        reaper = api.exec_create(container, [*REAP, marker])["Id"]
+        api.exec_start(reaper)
+        if api.exec_inspect(reaper).get("ExitCode") == 0:
+            return
+    except docker.errors.APIError:
+        pass
     pid = int(api.exec_inspect(exec_id).get("Pid") or 0)
     if pid <= 0 or not can_kill_on_host:
         return

@@ -43,11 +43,6 @@ class EngineFacts:
     runtimes: frozenset[str]
     api_version: str
 
-    @property
-    def sandbox_runtime(self) -> str | None:
-        """gVisor when the engine has it; the engine's default (runc) otherwise."""
-        return "runsc" if "runsc" in self.runtimes else None
-
 
 @dataclass(frozen=True)
 class ContainerState:

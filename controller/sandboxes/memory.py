@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.errors import Conflict, FleetgateError, ImageMissing, Invalid
+from controller.errors import Conflict, EngineError, FleetgateError, ImageMissing, Invalid
 from controller.models import ExecResult
 from controller.sandboxes.engine import (
     ContainerInfo,
@@ -66,6 +66,7 @@ class MemoryEngine:
     )
     image_ids: dict[str, str] = field(default_factory=lambda: {"fleetgate/python:latest": "sha256:python"})
     probe_exit: int = 0
+    broken_runtimes: dict[str, str] = field(default_factory=dict)  # runtime -> the engine's error when used
     on_exec: ExecHandler = echo_exit_zero
     containers_: dict[str, MemoryContainer] = field(default_factory=dict)
     volumes_: dict[str, VolumeInfo] = field(default_factory=dict)
@@ -114,6 +115,8 @@ class MemoryEngine:
 
     def run_to_end(self, spec: Mapping[str, Any], timeout_s: float) -> int:
         self._enter("run_to_end", str(spec.get("image")))
+        if str(spec.get("runtime")) in self.broken_runtimes:
+            raise EngineError(self.broken_runtimes[str(spec["runtime"])])
         return self.probe_exit
 
     def create_volume(

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_runtime.reap import MARKER_VARIABLE
+from controller.sandboxes.isolation import host_pids
+
 LABEL_SANDBOX = "fleetgate.sandbox"
 LABEL_INSTANCE = "fleetgate.instance"
 LABEL_KIND = "fleetgate.kind"
@@ -22,6 +25,8 @@ RUNTIME_MOUNT = "/opt/fleetgate"
 GATEWAY_MOUNT = "/run/fleetgate"
 CREDENTIALS_MOUNT = "/run/fleetgate/sandbox"
 SUPERVISOR = ["python3", "-m", "agent_runtime", "supervise"]
+REAP = ["python3", "-m", "agent_runtime", "reap"]  # + an exec's marker: kills its processes (agent_runtime/reap.py)
+EXEC_MARKER = MARKER_VARIABLE
 PROBE = "import sys; sys.exit(0 if sys.version_info >= (3, 9) else 3)"
 PROBE_TOO_OLD = 3
 
@@ -116,7 +121,7 @@ def container_spec(
         "mem_limit": memory,
         "memswap_limit": memory,
         "nano_cpus": int(shape.cpus * 1e9),
-        "pids_limit": shape.pids,
+        "pids_limit": host_pids(shape.pids, runtime),
         "oom_score_adj": 500,
         "init": True,
         "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
@@ -127,9 +132,10 @@ def container_spec(
     return spec
 
 
-def probe_spec(image: str, *, instance: str, uid: int) -> dict[str, Any]:
-    """A short-lived, equally locked-down container that checks an image can host the runtime (python3 >= 3.9)."""
-    return {
+def probe_spec(image: str, *, instance: str, uid: int, runtime: str | None = None) -> dict[str, Any]:
+    """A short-lived, equally locked-down container that checks an image can host the runtime (python3 >= 3.9),
+    under the runtime its sandboxes will get."""
+    spec: dict[str, Any] = {
         "image": image,
         "entrypoint": ["python3", "-c", PROBE],
         "command": [],
@@ -140,7 +146,10 @@ def probe_spec(image: str, *, instance: str, uid: int) -> dict[str, Any]:
         "security_opt": ["no-new-privileges:true"],
         "read_only": True,
         "mem_limit": "64m",
-        "pids_limit": 16,
+        "pids_limit": host_pids(16, runtime),
         "init": True,
         "detach": True,
     }
+    if runtime:
+        spec["runtime"] = runtime
+    return spec

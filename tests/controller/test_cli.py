@@ -82,6 +82,7 @@ def test_status_and_template_commands(controller: Controller) -> None:
     assert "up" in status
     assert "redis: ok" in status
     assert "workspace limits: ok" in status
+    assert "isolation (local): gVisor (runsc)" in status
     templates = controller.cli("template", "ls").stdout
     assert "python" in templates
 

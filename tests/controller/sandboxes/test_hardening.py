@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import Controller
+from controller.sandboxes.isolation import host_pids
+from tests.conftest import Controller, make_controller, running, wait_for
 
 
 def run(admin: httpx.Client, sandbox_id: str, *command: str, **extra: Any) -> dict[str, Any]:
@@ -17,10 +21,67 @@ def run(admin: httpx.Client, sandbox_id: str, *command: str, **extra: Any) -> di
     return dict(response.json())
 
 
-def test_container_configuration_is_hardened(sandbox_factory: Any, docker_client: Any) -> None:
-    sandbox = sandbox_factory(resources={"cpus": 0.5, "memory_mb": 128, "pids": 64})
+@dataclass
+class Fleet:
+    """One controller whose sandboxes run under `runtime`, and the sandboxes a test made on it."""
+
+    runtime: str
+    controller: Controller
+    admin: httpx.Client
+    made: list[str] = field(default_factory=list)
+
+    def create(self, **body: Any) -> dict[str, Any]:
+        response = self.admin.post("/api/v1/sandboxes", json={"image": "fleetgate/python:latest", **body})
+        assert response.status_code == 201, response.text
+        self.made.append(response.json()["id"])
+        return dict(response.json())
+
+    def status(self, sandbox: dict[str, Any]) -> str:
+        return str(self.admin.get(f"/api/v1/sandboxes/{sandbox['id']}").json()["status"])
+
+
+@pytest.fixture(scope="module")
+def runc_controller(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, redis_url: str, python_image: str
+) -> Iterator[Controller]:
+    """A second controller with gVisor turned off, for the limits that mean something else under each runtime."""
+    ctl = make_controller(
+        tmp_path_factory.mktemp("runc"), redis_url, FLEETGATE_SANDBOX_RUNTIME="runc", FLEETGATE_POOL_SIZE="0"
+    )
+    with running(ctl, docker_client):
+        yield ctl
+
+
+@pytest.fixture(params=["runsc", "runc"])
+def fleet(request: pytest.FixtureRequest, controller: Controller) -> Iterator[Fleet]:
+    ctl = controller if request.param == "runsc" else request.getfixturevalue("runc_controller")
+    with ctl.http("admin") as admin:
+        on = Fleet(request.param, ctl, admin)
+        yield on
+        for sandbox_id in on.made:
+            admin.delete(f"/api/v1/sandboxes/{sandbox_id}")
+
+
+def test_sandboxes_run_under_gvisor_here(admin: httpx.Client, sandbox_factory: Any, docker_client: Any) -> None:
+    """The test setup (install.sh) registers gVisor, so every integration test's sandbox runs under it."""
+    sandbox = sandbox_factory()
+    assert docker_client.api.inspect_container(sandbox["container_id"])["HostConfig"]["Runtime"] == "runsc"
+    assert "Starting gVisor" in run(admin, sandbox["id"], "dmesg")["stdout"]  # the kernel it talks to is gVisor's
+    isolation = admin.get("/api/v1/status").json()["checks"]["isolation"]
+    assert isolation == {"local": "gVisor (runsc): each sandbox has a kernel of its own"}
+
+
+def test_turning_gvisor_off_is_said_in_status(runc_controller: Controller) -> None:
+    with runc_controller.http("admin") as admin:
+        isolation = admin.get("/api/v1/status").json()["checks"]["isolation"]
+    assert isolation == {"local": "runc, not gVisor: FLEETGATE_SANDBOX_RUNTIME=runc turns it off"}
+
+
+def test_container_configuration_is_hardened(fleet: Fleet, docker_client: Any) -> None:
+    sandbox = fleet.create(resources={"cpus": 0.5, "memory_mb": 128, "pids": 64})
     attrs = docker_client.api.inspect_container(sandbox["container_id"])
     host = attrs["HostConfig"]
+    assert host["Runtime"] == fleet.runtime
     assert host["NetworkMode"] == "none"
     assert host["CapDrop"] == ["ALL"]
     assert not host["CapAdd"]
@@ -33,7 +94,7 @@ def test_container_configuration_is_hardened(sandbox_factory: Any, docker_client
     assert host["Memory"] == 128 << 20
     assert host["MemorySwap"] == 128 << 20
     assert host["NanoCpus"] == 500_000_000
-    assert host["PidsLimit"] == 64
+    assert host["PidsLimit"] == host_pids(64, fleet.runtime)
     assert "/tmp" in host["Tmpfs"]
     assert attrs["Config"]["User"] == "10001:10001"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
@@ -43,15 +104,22 @@ def test_container_configuration_is_hardened(sandbox_factory: Any, docker_client
     assert not any("docker.sock" in m.get("Source", "") for m in attrs["Mounts"])
 
 
-def test_inside_the_process_has_no_privileges(admin: httpx.Client, sandbox_factory: Any) -> None:
-    sandbox = sandbox_factory()
-    status = run(admin, sandbox["id"], "cat", "/proc/self/status")["stdout"]
+NO_NEW_PRIVS = "import ctypes; print(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))"  # PR_GET_NO_NEW_PRIVS
+
+
+def test_inside_the_process_has_no_privileges(fleet: Fleet) -> None:
+    sandbox = fleet.create()
+    status = run(fleet.admin, sandbox["id"], "cat", "/proc/self/status")["stdout"]
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     assert fields["Uid"].split()[0] == "10001"
     assert fields["CapEff"].strip() == "0000000000000000"
-    assert fields["CapBnd"].strip() == "0000000000000000"
-    assert fields["NoNewPrivs"].strip() == "1"
-    assert fields["Seccomp"].strip() == "2"  # filter mode: the engine's default profile
+    assert fields["CapPrm"].strip() == "0000000000000000"
+    assert run(fleet.admin, sandbox["id"], "python3", "-c", NO_NEW_PRIVS)["stdout"] == "1\n"
+    if fleet.runtime == "runc":
+        assert fields["CapBnd"].strip() == "0000000000000000"
+        assert fields["Seccomp"].strip() == "2"  # filter mode: the engine's default profile
+    # Under gVisor the system calls go to its Sentry, which runs under a seccomp filter of its own on the host;
+    # the agent's capabilities are gVisor's to check, and it reports an effective and permitted set of none.
 
 
 def test_writing_outside_the_workspace_fails(admin: httpx.Client, sandbox_factory: Any) -> None:
@@ -78,24 +146,25 @@ def test_sandbox_has_no_network(admin: httpx.Client, controller: Controller, san
     assert out[1] == "['lo']"
 
 
-def test_fork_bomb_is_stopped_by_the_pids_limit(
-    admin: httpx.Client, controller: Controller, sandbox_factory: Any, docker_client: Any
-) -> None:
-    bombed = sandbox_factory(resources={"pids": 64})
-    neighbour = sandbox_factory()
+def test_fork_bomb_is_stopped_by_the_pids_limit(fleet: Fleet, docker_client: Any) -> None:
+    admin, controller = fleet.admin, fleet.controller
+    bombed = fleet.create(resources={"pids": 64})
+    neighbour = fleet.create()
     peak: list[int] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             stats = docker_client.api.stats(bombed["container_id"], stream=False, one_shot=True)
-            peak.append(int(stats.get("pids_stats", {}).get("current", 0)))
+            peak.append(int((stats.get("pids_stats") or {}).get("current", 0)))
             time.sleep(0.3)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     bomb = "bomb() { bomb | bomb & }; bomb"
-    result = run(admin, bombed["id"], "bash", "-c", bomb, timeout_s=8)
+    result = admin.post(
+        f"/api/v1/sandboxes/{bombed['id']}/exec", json={"command": ["bash", "-c", bomb], "timeout_s": 8}
+    )
     try:
         # While the bomb ran (and right after), the controller and the other sandboxes kept working.
         assert httpx.get(f"{controller.url}/healthz", timeout=5).status_code == 200
@@ -103,24 +172,40 @@ def test_fork_bomb_is_stopped_by_the_pids_limit(
     finally:
         stop.set()
         sampler.join()
-    assert result["exit_code"] in (124, 0) or result["timed_out"]
     assert peak
-    assert 32 <= max(peak) <= 64, peak  # it did fork up to the limit, and no further
-    docker_client.api.kill(bombed["container_id"])
+    limit = host_pids(64, fleet.runtime)
+    assert max(peak) <= limit, peak  # never past the limit
+    if fleet.runtime == "runc":
+        assert result.status_code == 200, result.text
+        assert result.json()["exit_code"] in (124, 0) or result.json()["timed_out"]
+        assert max(peak) >= 32, peak  # it did fork up to the limit, and the sandbox lives
+        docker_client.api.kill(bombed["container_id"])
+    else:
+        # gVisor's Sentry ran out of host threads at the limit, and the sandbox ended whole.
+        assert result.status_code in (200, 409), result.text
+        wait_for(lambda: fleet.status(bombed) == "exited", timeout=30, what="the bombed sandbox to end")
     assert admin.delete(f"/api/v1/sandboxes/{bombed['id']}").status_code == 200
 
 
-def test_allocating_past_the_memory_limit_kills_only_that_sandboxs_process(
-    admin: httpx.Client, controller: Controller, sandbox_factory: Any
-) -> None:
-    greedy = sandbox_factory(resources={"memory_mb": 64})
-    neighbour = sandbox_factory()
+def test_allocating_past_the_memory_limit_is_stopped_and_neighbours_live(fleet: Fleet) -> None:
+    admin, controller = fleet.admin, fleet.controller
+    greedy = fleet.create(resources={"memory_mb": 64}, command=["sh", "-c", "sleep 600"])
+    neighbour = fleet.create()
     hog = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n"
-    result = run(admin, greedy["id"], "python3", "-c", hog, timeout_s=60)
-    assert result["exit_code"] == 137  # SIGKILL from the kernel's OOM killer inside the sandbox's cgroup
+    result = admin.post(
+        f"/api/v1/sandboxes/{greedy['id']}/exec", json={"command": ["python3", "-c", hog], "timeout_s": 60}
+    )
     assert httpx.get(f"{controller.url}/healthz").status_code == 200
     assert run(admin, neighbour["id"], "echo", "fine")["stdout"] == "fine\n"
-    assert run(admin, greedy["id"], "echo", "still here")["stdout"] == "still here\n"
+    if fleet.runtime == "runc":
+        assert result.json()["exit_code"] == 137  # the kernel's OOM killer, inside the sandbox's cgroup
+        assert run(admin, greedy["id"], "echo", "still here")["stdout"] == "still here\n"
+    else:
+        # gVisor's kernel is one host process holding all of the sandbox's memory: the sandbox ends whole.
+        assert result.status_code in (200, 409), result.text
+        wait_for(lambda: fleet.status(greedy) == "exited", timeout=30, what="the greedy sandbox to end")
+        shown = admin.get(f"/api/v1/sandboxes/{greedy['id']}").json()
+        assert shown["exit_code"] == 137, shown
 
 
 def test_filling_tmp_fails_with_no_space_and_the_sandbox_lives(admin: httpx.Client, sandbox_factory: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.sandboxes.engine import EngineFacts
 from controller.sandboxes.spec import HostPaths, SandboxShape, container_spec, probe_spec, tmp_size_mb
 
 PATHS = HostPaths(Path("/pkg/agent_runtime"), Path("/home/gateway"), Path("/home/sandboxes/sb_1"))
@@ -50,12 +49,15 @@ def test_spec_labels_name_the_sandbox_instance_and_template() -> None:
     }
 
 
-def test_gvisor_is_used_when_the_engine_has_it() -> None:
-    with_runsc = EngineFacts(ncpu=2, mem_bytes=1 << 30, runtimes=frozenset({"runc", "runsc"}), api_version="1.41")
-    without = EngineFacts(ncpu=2, mem_bytes=1 << 30, runtimes=frozenset({"runc"}), api_version="1.41")
-    assert with_runsc.sandbox_runtime == "runsc"
-    assert without.sandbox_runtime is None
-    assert spec(with_runsc.sandbox_runtime)["runtime"] == "runsc"
+def test_the_runtime_is_named_only_for_gvisor_and_its_pids_limit_counts_host_threads() -> None:
+    assert "runtime" not in spec(None)
+    assert spec(None)["pids_limit"] == SHAPE.pids
+    gvisor = spec("runsc")
+    assert gvisor["runtime"] == "runsc"
+    assert gvisor["pids_limit"] == 64 + 10 * SHAPE.pids  # gVisor's Sentry and stubs are host threads too
+    probe = probe_spec("img:1", instance="abc", uid=10001, runtime="runsc")
+    assert probe["runtime"] == "runsc"
+    assert probe["pids_limit"] == 64 + 10 * 16
 
 
 def test_probe_is_as_locked_down_as_a_sandbox() -> None:
