@@ -16,6 +16,7 @@ import threading
 import time
 from typing import IO, Any, Dict, List, Optional
 
+from agent_runtime import commands
 from agent_runtime.client import CREDENTIALS, Gateway, GatewayError, load_credentials
 
 MAX_LINE = 16 * 1024
@@ -132,14 +133,23 @@ def _signal_group(pid: int, signum: int) -> None:
 
 
 def main() -> int:
+    base_env = dict(os.environ)  # what a command sent by the controller starts from, as with docker exec
     creds = wait_for_credentials(os.environ.get("FLEETGATE_CREDENTIALS", CREDENTIALS))
-    gateway = Gateway(creds["sandbox_id"], creds["token"], creds.get("socket", "/run/fleetgate/runtime.sock"))
+
+    def connect() -> Gateway:
+        return Gateway(creds["sandbox_id"], creds["token"], creds.get("socket", "/run/fleetgate/runtime.sock"))
+
+    gateway = connect()
+    stop = threading.Event()
+    # Commands first: a claimed pool sandbox's first `exec` is usually waiting for this poll already.
+    threading.Thread(
+        target=commands.serve, args=(connect, base_env, stop), name="fleetgate-commands", daemon=True
+    ).start()
     command: Optional[List[str]] = creds.get("command")
     try:
         gateway.call("POST", "/hello", {"pid": os.getpid(), "python": sys.version.split()[0], "command": command})
     except GatewayError as e:
         sys.stderr.write("fleetgate: could not greet the controller: %s\n" % e)
-    stop = threading.Event()
     beat = threading.Thread(target=_heartbeats, args=(gateway, float(creds.get("heartbeat_s", 5)), stop), daemon=True)
     beat.start()
     if not command:

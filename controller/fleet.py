@@ -31,6 +31,7 @@ from controller.flows.unit import Transactions
 from controller.flows.upkeep import Upkeep
 from controller.models import Host
 from controller.names import Keys
+from controller.sandboxes.channel import ExecChannel
 from controller.sandboxes.credentials import Credentials
 from controller.sandboxes.hosts import Connect, Hosts
 from controller.sandboxes.provision import Provisioner
@@ -77,7 +78,10 @@ class Fleet:
         )
         self.provisioner = provisioner
         self.workspaces = provisioner.workspaces
-        self.sandboxes = SandboxFlows(tx=self.tx, hosts=self.hosts, provisioner=provisioner, settings=settings)
+        self.channel = ExecChannel()
+        self.sandboxes = SandboxFlows(
+            tx=self.tx, hosts=self.hosts, provisioner=provisioner, settings=settings, channel=self.channel
+        )
         self.upkeep = Upkeep(tx=self.tx, hosts=self.hosts, sandboxes=self.sandboxes)
         self.decisions = DecisionFlows(tx=self.tx)
         self.runtime = RuntimeFlows(tx=self.tx, settings=settings)
@@ -85,8 +89,8 @@ class Fleet:
         self.admin = AdminFlows(
             tx=self.tx, hosts=self.hosts, provisioner=provisioner, upkeep=self.upkeep, settings=settings
         )
-        publisher = wake if wake is not None else Publisher(self.redis, self.keys)
-        self.tx.apply = EffectRunner(tasks=self.tasks, wake=publisher, lifecycle=self.sandboxes).apply
+        self.publisher = wake if wake is not None else Publisher(self.redis, self.keys)
+        self.tx.apply = EffectRunner(tasks=self.tasks, wake=self.publisher, lifecycle=self.sandboxes).apply
 
     def _host_url(self, name: str) -> str | None:
         with Session(self.db) as session:

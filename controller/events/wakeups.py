@@ -28,14 +28,22 @@ POLL_WITH_REDIS_S = 5.0
 
 
 class Publisher:
-    """Tells waiting agents that items changed; an outage only delays them (they poll)."""
+    """Tells waiting agents that items changed; an outage only delays them (they poll). The gateway in this
+    process is told directly as well (`also_wake`), so a decision made through the API wakes its agent at once
+    even while Redis is away; the Redis message reaches the other processes' waits."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._client = client
         self._channel = keys.decided
+        self._local: list[Callable[[str], None]] = []
+
+    def also_wake(self, wake: Callable[[str], None]) -> None:
+        self._local.append(wake)
 
     def publish(self, items: Iterable[str]) -> None:
         for item in items:
+            for wake in self._local:
+                wake(item)
             try:
                 self._client.publish(self._channel, item)
             except redis.RedisError as e:
@@ -50,10 +58,19 @@ class Waiter:
         self._channel = keys.decided
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._listen(), name="fleetgate-decisions")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._listen(), name="fleetgate-decisions")
+
+    def wake_soon(self, key: str) -> None:
+        """Wake the waits on `key` from any thread (the API's, after a decision in this process)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is shutting down: nobody waits any more
+                loop.call_soon_threadsafe(self._wake, key)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -18,13 +18,14 @@ from sqlmodel import col
 
 from controller.config import Settings
 from controller.effects import refill_pool
-from controller.errors import Conflict, SandboxNotFound
+from controller.errors import Conflict, EngineError, SandboxNotFound
 from controller.flows.unit import Transactions, Tx
 from controller.models import ExecRequest, ExecResult, Sandbox, SandboxCreate, SandboxStatus, User, utcnow
 from controller.oversight import audit
 from controller.oversight.approvals import cancel_for_sandbox, effects_of
 from controller.oversight.policy_store import compile_policy
 from controller.sandboxes import files, lifecycle, pool
+from controller.sandboxes.channel import ChannelLost, ExecChannel, capped
 from controller.sandboxes.engine import ContainerMissing, ContainerState, Engine, NotRunning
 from controller.sandboxes.hosts import LOCAL, Hosts
 from controller.sandboxes.lifecycle import ENDED, LIVE, Plan
@@ -69,11 +70,20 @@ def change(
 
 
 class SandboxFlows:
-    def __init__(self, *, tx: Transactions, hosts: Hosts, provisioner: Provisioner, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        tx: Transactions,
+        hosts: Hosts,
+        provisioner: Provisioner,
+        settings: Settings,
+        channel: ExecChannel | None = None,
+    ) -> None:
         self.tx = tx
         self.hosts = hosts
         self.provisioner = provisioner
         self.settings = settings
+        self.channel = channel if channel is not None else ExecChannel()  # unbound: every exec is docker exec
         self.instance = provisioner.instance
 
     # --- create ---------------------------------------------------------------------------------------------
@@ -158,6 +168,7 @@ class SandboxFlows:
             self.provisioner.credentials.write(
                 sandbox.id, lifecycle.credentials_document(sandbox, secret, self.settings)
             )
+            self.channel.expect(sandbox.id)  # its supervisor, already up, starts polling as it reads these
             with self.tx.write() as t:
                 claimed = t.session.merge(sandbox)  # a copy: see `make`
                 claimed.created_at = claimed.started_at = utcnow()
@@ -236,14 +247,26 @@ class SandboxFlows:
         if sandbox.status != S.running:
             raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a running sandbox takes commands")
         engine = self.hosts.get(sandbox.host)
+        env, workdir = {**sandbox.env, **request.env}, request.workdir or WORKSPACE
+        timeout_s, limit = request.timeout_s or self.settings.exec_timeout_s, self.settings.max_exec_output_bytes
+        job = {"command": request.command, "env": env, "workdir": workdir, "timeout_s": timeout_s, "max_output": limit}
+        try:
+            answer = self.channel.run(sandbox.id, job, timeout_s)
+        except ChannelLost as e:
+            self.observe(sandbox, engine.state(str(sandbox.container_id)))
+            if sandbox.status != S.running:
+                raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; the command ended with it") from e
+            raise EngineError(str(e)) from e
+        if answer is not None:
+            return capped(ExecResult.model_validate(answer), limit)
         try:
             return engine.exec(
                 str(sandbox.container_id),
                 request.command,
-                env={**sandbox.env, **request.env},
-                workdir=request.workdir or WORKSPACE,
-                timeout_s=request.timeout_s or self.settings.exec_timeout_s,
-                max_output=self.settings.max_exec_output_bytes,
+                env=env,
+                workdir=workdir,
+                timeout_s=timeout_s,
+                max_output=limit,
             )
         except (ContainerMissing, NotRunning) as e:
             self.observe(sandbox, engine.state(str(sandbox.container_id)))
@@ -313,6 +336,7 @@ class SandboxFlows:
             raise SandboxNotFound(sandbox_id)
         keep = sandbox.keep_volume if keep_volume is None else keep_volume
         self.provisioner.destroy(self.hosts.get(sandbox.host), sandbox, keep_volume=keep)
+        self.channel.forget(sandbox.id)
         with self.tx.write() as t:
             change(
                 t,

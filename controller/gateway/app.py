@@ -6,20 +6,21 @@ the sandbox does and ask for decisions, never decide, never read other sandboxes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Path, Request
-from fastapi.responses import Response
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from controller.auth import bearer
-from controller.errors import Invalid
+from controller.errors import Conflict, Invalid, NotFound
 from controller.events.bus import EventSink
-from controller.events.wakeups import Waiter
+from controller.events.wakeups import Publisher, Waiter
 from controller.fleet import Fleet
 from controller.gateway import oversight
 from controller.gateway.auth import CurrentSandbox, TokenCache
@@ -63,6 +64,20 @@ class Exit(BaseModel):
     exit_code: int = Field(ge=-(2**31), le=2**31 - 1)
 
 
+class ExecAnswer(BaseModel):
+    """A supervisor's answer to a command of the controller's (see sandboxes/channel.py)."""
+
+    exit_code: int = Field(ge=-(2**31), le=2**31 - 1)
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    truncated: bool = False
+    duration_ms: float = Field(ge=0)
+
+
+EXEC_ID = r"^[0-9a-f]{16}$"
+
+
 class LogEntry(BaseModel):
     message: str = Field(max_length=MAX_LINE)
     fields: dict[str, Any] = Field(default_factory=dict)
@@ -71,12 +86,16 @@ class LogEntry(BaseModel):
 def create_gateway(fleet: Fleet, bus: EventSink) -> FastAPI:
     """The gateway app; `bus` takes the output lines straight (they are not part of any transaction)."""
     waiter = Waiter(fleet.settings.redis_url, fleet.keys)
+    if isinstance(fleet.publisher, Publisher):
+        fleet.publisher.also_wake(waiter.wake_soon)  # decisions made in this process wake at once, Redis or not
     tokens = TokenCache(fleet.db)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         waiter.start()
+        fleet.channel.bind(asyncio.get_running_loop())
         yield
+        fleet.channel.close()
         await waiter.stop()
 
     app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -109,6 +128,40 @@ def create_gateway(fleet: Fleet, bus: EventSink) -> FastAPI:
         items = [(sandbox, kind, data) for kind, data in parse_output(await request.body())]
         await run_in_threadpool(bus.submit, items)  # blocks only when the publisher is far behind
         return {"accepted": len(items)}
+
+    @app.get(prefix + "/exec/next")
+    async def exec_next(
+        sandbox_id: Annotated[str, Path(pattern=SANDBOX_ID_PATTERN)],
+        request: Request,
+        wait_s: Annotated[float, Query(ge=0, le=30)] = 20,
+    ) -> Response:
+        """The supervisor's long-poll for commands (`exec`): one, or 204 after `wait_s`."""
+        sandbox = await tokens.sandbox(bearer(request), sandbox_id)
+        job = await fleet.channel.next(sandbox, wait_s)
+        return JSONResponse(job) if job is not None else Response(status_code=204)
+
+    @app.post(prefix + "/exec/{exec_id}/start", status_code=204)
+    async def exec_start(
+        sandbox_id: Annotated[str, Path(pattern=SANDBOX_ID_PATTERN)],
+        exec_id: Annotated[str, Path(pattern=EXEC_ID)],
+        request: Request,
+    ) -> Response:
+        sandbox = await tokens.sandbox(bearer(request), sandbox_id)
+        if not fleet.channel.start(sandbox, exec_id):
+            raise Conflict(f"command {exec_id} is not waiting to start (the controller ran it another way)")
+        return Response(status_code=204)
+
+    @app.post(prefix + "/exec/{exec_id}/result", status_code=204)
+    async def exec_result(
+        sandbox_id: Annotated[str, Path(pattern=SANDBOX_ID_PATTERN)],
+        exec_id: Annotated[str, Path(pattern=EXEC_ID)],
+        request: Request,
+        body: ExecAnswer,
+    ) -> Response:
+        sandbox = await tokens.sandbox(bearer(request), sandbox_id)
+        if not fleet.channel.deliver(sandbox, exec_id, body.model_dump()):
+            raise NotFound(f"no command {exec_id} of sandbox {sandbox} is running")
+        return Response(status_code=204)
 
     @app.post(prefix + "/exit")
     def exit_(sandbox: CurrentSandbox, body: Exit) -> dict[str, Any]:
