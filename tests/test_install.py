@@ -102,6 +102,8 @@ def test_install_then_rerun_changes_nothing(tmp_path: Path) -> None:
         assert checks["database"] == "ok", checks
         assert checks["redis"] == "ok", checks
         assert set(checks["docker"].values()) == {"ok"}, checks
+        assert "gVisor: runsc is registered with the Docker engine" in first.stdout, first.stdout
+        assert checks["isolation"] == {"local": "gVisor (runsc): each sandbox has a kernel of its own"}, checks
 
         settings = env_file.read_text()
         assert f"FLEETGATE_HOME={home}" in settings

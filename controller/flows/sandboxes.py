@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from controller.config import Settings
 from controller.effects import refill_pool
-from controller.errors import Conflict, EngineError, SandboxNotFound
+from controller.errors import Conflict, EngineError, SandboxNotFound, Unavailable
 from controller.flows.unit import Transactions, Tx
 from controller.models import ExecRequest, ExecResult, Sandbox, SandboxCreate, SandboxStatus, User, utcnow
 from controller.oversight import audit
@@ -251,7 +251,7 @@ class SandboxFlows:
         timeout_s, limit = request.timeout_s or self.settings.exec_timeout_s, self.settings.max_exec_output_bytes
         job = {"command": request.command, "env": env, "workdir": workdir, "timeout_s": timeout_s, "max_output": limit}
         try:
-            answer = self.channel.run(sandbox.id, job, timeout_s)
+            answer = self.channel.run(sandbox.id, job, timeout_s, alive=lambda: self._running(engine, sandbox))
         except ChannelLost as e:
             self.observe(sandbox, engine.state(str(sandbox.container_id)))
             if sandbox.status != S.running:
@@ -271,6 +271,15 @@ class SandboxFlows:
         except (ContainerMissing, NotRunning) as e:
             self.observe(sandbox, engine.state(str(sandbox.container_id)))
             raise Conflict(f"sandbox {sandbox_id} is {sandbox.status}; only a running sandbox takes commands") from e
+
+    @staticmethod
+    def _running(engine: Engine, sandbox: Sandbox) -> bool:
+        """Whether the sandbox's container still runs; an engine that does not answer is no proof it stopped."""
+        try:
+            state = engine.state(str(sandbox.container_id))
+        except (Unavailable, EngineError):
+            return True
+        return state is not None and state.status in ("running", "paused")
 
     def workspace(self, sandbox_id: str, command: list[str]) -> dict[str, Any]:
         """List a workspace folder or read a file (`files.listing` / `files.reading`) as the sandbox's user."""

@@ -19,12 +19,14 @@ import contextlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.models import ExecResult
 
 TAKE_S = 2.0  # how long a command waits for a supervisor to start it before `docker exec` runs it instead
+ALIVE_EVERY_S = 1.0  # while a command runs, how often its sandbox is checked to be running still
 EXPECT_S = 5.0  # how long a just-claimed pool sandbox's supervisor is waited for before it first polls
 ANSWER_GRACE_S = 15.0  # past the command's own deadline, for the supervisor to kill it and answer
 
@@ -114,10 +116,12 @@ class ExecChannel:
 
     # --- the API's side (any thread but the loop's) -------------------------------------------------------
 
-    def run(self, sandbox_id: str, request: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+    def run(
+        self, sandbox_id: str, request: dict[str, Any], timeout_s: float, alive: Callable[[], bool] = lambda: True
+    ) -> dict[str, Any] | None:
         """Run `request` through the sandbox's supervisor and return its answer; None when no supervisor started
         it within TAKE_S (then nothing ran, and the caller uses `docker exec`). Raises ChannelLost when one
-        started it and gave no answer."""
+        started it and gave no answer: in time, or before `alive()` (asked every second) said the sandbox ended."""
         loop = self._loop
         if loop is None or self._closed or not loop.is_running() or not self._awaited(sandbox_id):
             return None
@@ -132,12 +136,17 @@ class ExecChannel:
                         self._seen.discard(sandbox_id)
                         self._expected.pop(sandbox_id, None)
                     return None
-            try:
-                return job.result.result(timeout_s + ANSWER_GRACE_S)
-            except concurrent.futures.TimeoutError as e:
-                raise ChannelLost(
-                    f"the sandbox's supervisor started the command and gave no answer in {timeout_s:g} s"
-                ) from e
+            deadline = time.monotonic() + timeout_s + ANSWER_GRACE_S
+            while True:
+                try:
+                    return job.result.result(min(ALIVE_EVERY_S, max(deadline - time.monotonic(), 0.0)))
+                except concurrent.futures.TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise ChannelLost(
+                            f"the sandbox's supervisor started the command and gave no answer in {timeout_s:g} s"
+                        ) from None
+                    if not alive():
+                        raise ChannelLost("the sandbox ended while the command ran") from None
         finally:
             self._jobs.pop((sandbox_id, job.id), None)
 

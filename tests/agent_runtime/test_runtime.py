@@ -60,7 +60,11 @@ class GatewayServer:
 
     def start(self) -> None:
         config = uvicorn.Config(
-            create_gateway(self.fleet, self.bus), uds=str(self.path), log_level="warning", lifespan="off"
+            create_gateway(self.fleet, self.bus),
+            uds=str(self.path),
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,  # the supervisor's long-poll for commands does not end by itself
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -169,3 +169,27 @@ def test_an_answer_is_held_to_the_output_limit() -> None:
     assert (len(cut.stdout), len(cut.stderr), cut.truncated) == (80, 20, True)
     small = ExecResult(exit_code=0, stdout="x", stderr="", duration_ms=1.0)
     assert capped(small, 100) is small
+
+
+def test_a_command_whose_sandbox_ends_fails_within_a_second_not_at_its_deadline(
+    channel: ExecChannel, loop: asyncio.AbstractEventLoop
+) -> None:
+    ended = threading.Event()
+    poll = polling(channel, loop, "sb_1")
+    answer: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            answer.set_result(channel.run("sb_1", JOB, 60, alive=lambda: not ended.is_set()))
+        except ChannelLost as e:
+            answer.set_exception(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    offered = poll.result(2)
+    assert offered is not None
+    assert loop_call(loop, lambda: channel.start("sb_1", offered["id"]))
+    ended.set()  # the sandbox was OOM-killed under the running command, say
+    started = time.monotonic()
+    with pytest.raises(ChannelLost, match="ended while the command ran"):
+        answer.result(5)
+    assert time.monotonic() - started < 2.5

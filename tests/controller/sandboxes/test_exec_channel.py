@@ -32,7 +32,8 @@ def through_supervisor(admin: httpx.Client, sandbox_id: str) -> bool:
 
 def test_a_command_is_run_by_the_sandboxs_supervisor(admin: httpx.Client, sandbox_factory: Any) -> None:
     sandbox = sandbox_factory(env={"FROM_SANDBOX": "yes"})
-    assert through_supervisor(admin, sandbox["id"])
+    # A cold sandbox's first commands may go by docker exec while its supervisor starts; then it takes them.
+    wait_for(lambda: through_supervisor(admin, sandbox["id"]), timeout=20, what="the supervisor to run a command")
     result = run(admin, sandbox["id"], "sh", "-c", 'echo "$FROM_SANDBOX $EXTRA $(id -u) $(pwd)"; exit 4',
                  env={"EXTRA": "given"})  # fmt: skip
     assert result["stdout"] == "yes given 10001 /workspace\n"
