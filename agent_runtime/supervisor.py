@@ -21,6 +21,8 @@ from agent_runtime.client import CREDENTIALS, Gateway, GatewayError, load_creden
 
 MAX_LINE = 16 * 1024
 BATCH_LINES = 500
+READ_CHUNK = 64 * 1024
+MAX_PENDING = 1 << 20  # bytes of one unfinished line held before they are shipped as they are
 BATCH_WAIT_S = 0.1  # at most ten requests a second per sandbox, however chatty the agent
 _STOP = object()
 
@@ -44,7 +46,12 @@ class OutputShipper:
         self._thread.start()
 
     def put(self, stream: str, line: str) -> None:
-        self._queue.put({"stream": stream, "line": line, "ts": time.time()})
+        self.put_many(stream, [line])
+
+    def put_many(self, stream: str, lines: List[str]) -> None:
+        """Lines read together go in as one item: one hand-over between threads, not one per line."""
+        now = time.time()
+        self._queue.put([{"stream": stream, "line": line, "ts": now} for line in lines])
 
     def close(self, timeout: float = 30.0) -> None:
         self._queue.put(_STOP)
@@ -60,7 +67,7 @@ class OutputShipper:
                 if item is _STOP:
                     done = True
                     break
-                batch.append(item)
+                batch.extend(item)
                 if len(batch) >= BATCH_LINES:
                     break
                 try:
@@ -77,13 +84,31 @@ class OutputShipper:
             sys.stderr.write("fleetgate: %d output lines not delivered: %s\n" % (len(batch), e))
 
 
+def _pieces(raw: bytes) -> List[str]:
+    """One output line as text, in pieces of at most MAX_LINE characters (an empty line is one empty piece)."""
+    text = raw.decode("utf-8", errors="replace")
+    return [text[start : start + MAX_LINE] for start in range(0, max(len(text), 1), MAX_LINE)]
+
+
 def _pump(pipe: IO[bytes], stream: str, mirror: IO[bytes], shipper: OutputShipper) -> None:
-    for raw in iter(pipe.readline, b""):
-        mirror.write(raw)
+    """Whatever the command wrote since the last read, in one read: mirrored to the container's log in one write
+    and handed to the shipper in one item. Under gVisor every system call is costly, and an agent that prints a
+    line at a time would otherwise cost several per line."""
+    pending = b""
+    while True:
+        chunk = pipe.read1(READ_CHUNK)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        mirror.write(chunk)
         mirror.flush()
-        text = raw.decode("utf-8", errors="replace").rstrip("\n")
-        for start in range(0, max(len(text), 1), MAX_LINE):
-            shipper.put(stream, text[start : start + MAX_LINE])
+        *complete, pending = (pending + chunk).split(b"\n")
+        if len(pending) >= MAX_PENDING:  # a line with no end in sight: ship what there is
+            complete.append(pending)
+            pending = b""
+        if complete:
+            shipper.put_many(stream, [piece for raw in complete for piece in _pieces(raw)])
+    if pending:
+        shipper.put_many(stream, _pieces(pending))
     pipe.close()
 
 
