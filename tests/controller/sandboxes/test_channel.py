@@ -104,11 +104,16 @@ def test_an_expected_supervisor_that_polls_late_gets_the_command(
     channel.expect("sb_1")
     answer = in_thread(lambda: channel.run("sb_1", JOB, 5))
     time.sleep(0.05)
-    offered = on_loop(loop, channel.next("sb_1", 5)).result(2)
+    serve(channel, loop, on_loop(loop, channel.next("sb_1", 5)))
+    assert answer.result(2) == ANSWER
+
+
+def serve(channel: ExecChannel, loop: asyncio.AbstractEventLoop, poll: Future[Any]) -> None:
+    """What a supervisor does with the command its poll brings: start it, answer it."""
+    offered = poll.result(2)
     assert offered is not None
     assert loop_call(loop, lambda: channel.start("sb_1", offered["id"]))
     assert loop_call(loop, lambda: channel.deliver("sb_1", offered["id"], ANSWER))
-    assert answer.result(2) == ANSWER
 
 
 def test_a_command_offered_but_not_started_in_time_is_withdrawn_and_may_not_start_later(
@@ -122,16 +127,12 @@ def test_a_command_offered_but_not_started_in_time_is_withdrawn_and_may_not_star
 
 
 def test_a_returning_supervisor_is_used_again(channel: ExecChannel, loop: asyncio.AbstractEventLoop) -> None:
-    assert (
-        on_loop(loop, channel.next("sb_1", 0.1)).result(2) is None
-    )  # seen, then gone quiet: its next command waits in vain, once
-    assert channel.run("sb_1", JOB, 5) is None
+    seen_then_quiet = on_loop(loop, channel.next("sb_1", 0.1)).result(2)
+    assert seen_then_quiet is None
+    assert channel.run("sb_1", JOB, 5) is None  # its next command waits in vain, once
     poll = polling(channel, loop, "sb_1")
     answer = in_thread(lambda: channel.run("sb_1", JOB, 5))
-    offered = poll.result(2)
-    assert offered is not None
-    assert loop_call(loop, lambda: channel.start("sb_1", offered["id"]))
-    assert loop_call(loop, lambda: channel.deliver("sb_1", offered["id"], ANSWER))
+    serve(channel, loop, poll)
     assert answer.result(2) == ANSWER
 
 
