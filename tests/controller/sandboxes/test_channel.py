@@ -57,8 +57,16 @@ def polling(channel: ExecChannel, loop: asyncio.AbstractEventLoop, sandbox_id: s
 
 
 def in_thread(fn: Any) -> Future[Any]:
+    """`fn()` on a thread of its own (as the API calls the channel), its result or exception in a future."""
     result: Future[Any] = Future()
-    threading.Thread(target=lambda: result.set_result(fn()), daemon=True).start()
+
+    def call() -> None:
+        try:
+            result.set_result(fn())
+        except Exception as e:  # the test asserts on it
+            result.set_exception(e)
+
+    threading.Thread(target=call, daemon=True).start()
     return result
 
 
@@ -140,15 +148,7 @@ def test_closing_fails_the_running_commands_and_ends_the_polls(
     channel: ExecChannel, loop: asyncio.AbstractEventLoop
 ) -> None:
     poll = polling(channel, loop, "sb_1")
-    answer: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            answer.set_result(channel.run("sb_1", JOB, 5))
-        except ChannelLost as e:
-            answer.set_exception(e)
-
-    threading.Thread(target=run, daemon=True).start()
+    answer = in_thread(lambda: channel.run("sb_1", JOB, 5))
     offered = poll.result(2)
     assert offered is not None
     assert loop_call(loop, lambda: channel.start("sb_1", offered["id"]))
@@ -177,15 +177,7 @@ def test_a_command_whose_sandbox_ends_fails_within_a_second_not_at_its_deadline(
 ) -> None:
     ended = threading.Event()
     poll = polling(channel, loop, "sb_1")
-    answer: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            answer.set_result(channel.run("sb_1", JOB, 60, alive=lambda: not ended.is_set()))
-        except ChannelLost as e:
-            answer.set_exception(e)
-
-    threading.Thread(target=run, daemon=True).start()
+    answer = in_thread(lambda: channel.run("sb_1", JOB, 60, alive=lambda: not ended.is_set()))
     offered = poll.result(2)
     assert offered is not None
     assert loop_call(loop, lambda: channel.start("sb_1", offered["id"]))
