@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     approval_sweep_s: float = 1.0
     sample_interval_s: float = 5.0
 
+    # Egress (the forward proxy and the services; see oversight/destinations.py and gateway/egress.py).
+    # FLEETGATE_EGRESS_ALLOW: destinations an admin opens despite the always-refused ranges, comma-separated
+    # `ADDRESS[/PREFIX]:PORT` or `ADDRESS[/PREFIX]` (every port), e.g. `127.0.0.1:9000,10.0.0.0/8:443`.
+    egress_allow: str = ""
+    # Per-sandbox budgets; a create may set lower or higher ones (`budget`), 0 means no limit.
+    model_requests_per_sandbox: Annotated[int, Field(ge=0)] = 1000
+    model_tokens_per_sandbox: Annotated[int, Field(ge=0)] = 5_000_000
+    egress_connections_per_sandbox: Annotated[int, Field(ge=0)] = 2000
+    egress_bytes_per_sandbox: Annotated[int, Field(ge=0)] = 2 << 30
+    max_service_body_bytes: Annotated[int, Field(ge=1024)] = 32 << 20
+
     @field_validator("bind")
     @classmethod
     def _bind_is_host_port(cls, value: str) -> str:
@@ -108,6 +119,11 @@ class Settings(BaseSettings):
     def workspaces_dir(self) -> Path:
         """Each sandbox's workspace: an image file and the folder it is mounted on (sandboxes/workspaces.py)."""
         return self.home / "workspaces"
+
+    @property
+    def secrets_key(self) -> Path:
+        """The key that seals secrets at rest (controller/secrets.py); made on first use, mode 0600."""
+        return self.home / "keys" / "secrets.key"
 
     @property
     def run_dir(self) -> Path:
