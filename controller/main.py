@@ -97,6 +97,8 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
         metrics,
         policy,
         sandboxes,
+        secrets,
+        services,
         system,
         templates,
         tokens,
@@ -124,7 +126,7 @@ def create_app(fleet: Fleet, *, reconcile_on_start: bool = True) -> FastAPI:
     from controller.console import routes as console
 
     routers = (system, sandboxes, approvals, actions, grants, audit, events, policy, links, tokens, templates, hosts)
-    for module in (*routers, images, metrics, console):
+    for module in (*routers, services, secrets, images, metrics, console):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=console.STATIC), name="static")
     return app

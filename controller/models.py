@@ -352,3 +352,74 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next: str | None = None
+
+
+# --- services and secrets ---------------------------------------------------------------------------------
+
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # noqa: S105 - a pattern for names, not a password
+SECRET_MAX_CHARS = 64 * 1024
+
+
+class ServiceKind(enum.StrEnum):
+    """What a service speaks. `git` is a remote for the `git.push` broker only, never served to sandboxes."""
+
+    anthropic = "anthropic"
+    openai = "openai"
+    http = "http"
+    git = "git"
+
+
+class Secret(SQLModel, table=True):
+    """A named secret for the brokers, sealed with the controller's key (controller/secrets.py)."""
+
+    name: str = Field(primary_key=True, max_length=63)
+    sealed: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
+    created_by: str = Field(max_length=128)
+
+
+class SecretSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = pydantic.Field(min_length=1, max_length=SECRET_MAX_CHARS)
+
+
+class SecretPublic(BaseModel):
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+
+
+class Service(SQLModel, table=True):
+    """An upstream the controller reaches for sandboxes (or for a broker), with its sealed secret if any."""
+
+    name: str = Field(primary_key=True, max_length=63)
+    kind: ServiceKind = Field(sa_type=StrEnumType(ServiceKind))
+    upstream: str = Field(max_length=2048)
+    header: str | None = Field(default=None, max_length=128)
+    sealed_secret: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    created_at: datetime = _when(default_factory=utcnow)
+    created_by: str = Field(max_length=128)
+
+
+class ServiceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = pydantic.Field(pattern=NAME_PATTERN)
+    kind: ServiceKind
+    upstream: str = pydantic.Field(min_length=1, max_length=2048)
+    secret: str | None = pydantic.Field(default=None, min_length=1, max_length=SECRET_MAX_CHARS)
+    header: str | None = pydantic.Field(default=None, min_length=1, max_length=128)
+
+
+class ServicePublic(BaseModel):
+    name: str
+    kind: ServiceKind
+    upstream: str
+    header: str | None
+    has_secret: bool
+    base_url: str | None = pydantic.Field(description="where a sandbox reaches it (model services only)")
+    created_at: datetime
+    created_by: str

@@ -15,6 +15,7 @@ from controller.cli.demo import demo
 from controller.cli.live import watch
 from controller.cli.policy import policy_app
 from controller.cli.sandboxes import sandbox_app
+from controller.cli.services import secret_app, service_app
 from controller.cli.templates import template_app
 from controller.config import get_settings
 from controller.errors import FleetgateError
@@ -160,6 +161,8 @@ app.command()(watch)
 app.command()(demo)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(template_app, name="template")
+app.add_typer(service_app, name="service")
+app.add_typer(secret_app, name="secret")
 app.add_typer(policy_app, name="policy")
 app.add_typer(oversight.grants_app, name="grants")
 app.add_typer(oversight.audit_app, name="audit")

@@ -1,5 +1,6 @@
-"""Admin changes: tokens, webhooks, the fleet policy, Docker hosts and templates. Each is one write transaction
-with its audit entry; checks that ask an engine (a host answers, an image can host the runtime) run before it.
+"""Admin changes: tokens, webhooks, the fleet policy, Docker hosts, templates, services and secrets. Each is one
+write transaction with its audit entry; checks that ask an engine (a host answers, an image can host the runtime)
+run before it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from controller.models import (
     Host,
     Role,
     Sandbox,
+    SecretPublic,
+    ServiceCreate,
+    ServicePublic,
     Template,
     TemplateCreate,
     TemplateUpdate,
@@ -29,12 +33,13 @@ from controller.models import (
     User,
     utcnow,
 )
-from controller.oversight import audit
+from controller.oversight import audit, services
 from controller.oversight.models import FleetPolicy, Webhook
 from controller.oversight.policy_store import StoredPolicy, compile_policy, set_fleet_policy
 from controller.sandboxes import lifecycle
 from controller.sandboxes.hosts import LOCAL, Hosts, validate_host_url
 from controller.sandboxes.provision import Provisioner
+from controller.secrets import SecretBox
 
 WEBHOOK_EVENTS = ("approval.requested", "approval.decided")
 
@@ -48,6 +53,7 @@ class AdminFlows:
         self.provisioner = provisioner
         self.upkeep = upkeep
         self.settings = settings
+        self.secrets = SecretBox(settings.secrets_key)
 
     # --- console sessions and tokens ---------------------------------------------------------------------------
 
@@ -198,3 +204,33 @@ class AdminFlows:
             )
             t.session.execute(sa.delete(Template).where(col(Template.id) == template.id))
             audit.append(t.session, actor=actor, event="template.deleted", subject=f"template:{name}")
+
+    # --- services and secrets ---------------------------------------------------------------------------------
+
+    def add_service(self, body: ServiceCreate, *, actor: str) -> ServicePublic:
+        """Register an upstream for sandboxes (or the git broker); its secret, if given, is stored sealed."""
+        with self.tx.write() as t:
+            row = services.add_service(t.session, box=self.secrets, body=body, actor=actor)
+        return services.public_service(row)
+
+    def list_services(self) -> list[ServicePublic]:
+        with self.tx.read() as session:
+            return [services.public_service(row) for row in services.list_services(session)]
+
+    def remove_service(self, name: str, *, actor: str) -> None:
+        with self.tx.write() as t:
+            services.remove_service(t.session, name=name, actor=actor)
+
+    def set_secret(self, name: str, value: str, *, actor: str) -> tuple[SecretPublic, bool]:
+        """Store or replace a named secret, sealed; (its public view, whether it is new)."""
+        with self.tx.write() as t:
+            row, created = services.set_secret(t.session, box=self.secrets, name=name, value=value, actor=actor)
+        return services.public_secret(row), created
+
+    def list_secrets(self) -> list[SecretPublic]:
+        with self.tx.read() as session:
+            return [services.public_secret(row) for row in services.list_secrets(session)]
+
+    def remove_secret(self, name: str, *, actor: str) -> None:
+        with self.tx.write() as t:
+            services.remove_secret(t.session, name=name, actor=actor)

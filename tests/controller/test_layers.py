@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2] / "controller"
 # the same layer that must not know each other either.
 LAYERS: list[set[str]] = [
     {"names", "errors", "config", "effects", "models"},
-    {"db", "auth"},
+    {"db", "auth", "secrets"},
     {"events"},
     {"sandboxes", "oversight"},
     {"flows", "taskqueue"},

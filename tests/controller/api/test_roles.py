@@ -78,6 +78,12 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str, Any]] = {
     ("POST", "/api/v1/webhooks"): ("admin", "/api/v1/webhooks", {"url": "ftp://nowhere"}),
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): ("admin", "/api/v1/webhooks/999999", None),
     ("GET", "/metrics"): ("viewer", "/metrics", None),
+    ("GET", "/api/v1/services"): ("viewer", "/api/v1/services", None),
+    ("POST", "/api/v1/services"): ("admin", "/api/v1/services", {"name": "x", "kind": "smtp"}),
+    ("DELETE", "/api/v1/services/{name}"): ("admin", "/api/v1/services/nope", None),
+    ("GET", "/api/v1/secrets"): ("admin", "/api/v1/secrets", None),
+    ("PUT", "/api/v1/secrets/{name}"): ("admin", "/api/v1/secrets/nope", {"value": 5}),
+    ("DELETE", "/api/v1/secrets/{name}"): ("admin", "/api/v1/secrets/nope", None),
 }
 
 
