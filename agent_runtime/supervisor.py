@@ -16,7 +16,7 @@ import threading
 import time
 from typing import IO, Any, Dict, List, Optional
 
-from agent_runtime import commands
+from agent_runtime import commands, egress
 from agent_runtime.client import CREDENTIALS, Gateway, GatewayError, load_credentials
 
 MAX_LINE = 16 * 1024
@@ -166,6 +166,7 @@ def main() -> int:
 
     gateway = connect()
     stop = threading.Event()
+    egress.start(creds, stop)  # the proxy and the services, before the command can want them
     # Commands first: a claimed pool sandbox's first `exec` is usually waiting for this poll already.
     threading.Thread(
         target=commands.serve, args=(connect, base_env, stop), name="fleetgate-commands", daemon=True

@@ -36,6 +36,7 @@ class EventKind(enum.StrEnum):
     AGENT = "agent"
     LOG = "log"
     RESOURCES = "resources"
+    EGRESS = "egress"  # a proxied connection or service call finished: bytes, status, model usage
 
 
 OUTPUT_KINDS = (EventKind.STDOUT.value, EventKind.STDERR.value)

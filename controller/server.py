@@ -161,6 +161,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
 def serve(settings: Settings, *, with_worker: bool = True) -> None:
     """Run the controller in the foreground until SIGTERM or SIGINT."""
     from controller.gateway.app import create_gateway
+    from controller.gateway.door import door_for
     from controller.main import create_app
 
     settings.ensure_dirs()
@@ -174,7 +175,9 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
     # (clients come back with Last-Event-ID, agents ask again).
     common: dict[str, Any] = {"http": "httptools", "log_level": "warning", "timeout_graceful_shutdown": 3}
     api = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, **common))
-    gateway = _Server(uvicorn.Config(create_gateway(fleet, bus), **common))
+    runtime_app = create_gateway(fleet, bus)
+    door = door_for(runtime_app.state.egress.handle)  # the runtime's HTTP and the egress door share the socket
+    gateway = _Server(uvicorn.Config(runtime_app, **{**common, "http": door}))
     worker = WorkerSupervisor(settings) if with_worker else None
     if worker is not None:
         worker.start()

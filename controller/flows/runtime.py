@@ -22,6 +22,7 @@ from controller.oversight.approvals import open_item
 from controller.oversight.gate import gate, layers_for, separated, subject_for_token
 from controller.oversight.models import Action, ApprovalKind
 from controller.oversight.policy import Risk
+from controller.oversight.usage import Budget, add_traffic, charge, record_refusal
 
 
 class RuntimeFlows:
@@ -47,6 +48,55 @@ class RuntimeFlows:
             )
             t.effects += outcome.effects
         return outcome.reply()
+
+    @property
+    def budget(self) -> Budget:
+        s = self.settings
+        return Budget(
+            model_requests=s.model_requests_per_sandbox,
+            model_tokens=s.model_tokens_per_sandbox,
+            connections=s.egress_connections_per_sandbox,
+            bytes=s.egress_bytes_per_sandbox,
+        )
+
+    def egress(
+        self, *, secret: str, sandbox_id: str, tool: str, args: dict[str, Any], risk: Risk, kind: str
+    ) -> dict[str, Any]:
+        """Decide one connection or service call from the egress door: its budget first, then the gate, in one
+        transaction (so two racing calls cannot both take the last unit of a budget)."""
+        with self.tx.write() as t:
+            sandbox = subject_for_token(t.session, secret=secret, sandbox_id=sandbox_id)
+            refusal = charge(t.session, sandbox.id, self.budget, kind)
+            if refusal is not None:
+                action = record_refusal(t.session, sandbox.id, tool=tool, args=args, message=refusal.message)
+                t.effects += refusal.effects
+                return {"action_id": action.id, "status": "denied", "message": refusal.message, "decided_by": "budget"}
+            outcome = gate(
+                t.session,
+                sandbox=sandbox,
+                tool=tool,
+                args=args,
+                risk=risk,
+                escalate_after=self.settings.escalate_after_denials,
+            )
+            t.effects += outcome.effects
+        return outcome.reply()
+
+    def egress_refused(self, sandbox_id: str, tool: str, args: dict[str, Any], message: str) -> None:
+        """A destination the guard refused (an internal address): a denied action, so people see the attempt."""
+        with self.tx.write() as t:
+            record_refusal(t.session, sandbox_id, tool=tool, args=args, message=message, by="guard")
+
+    def egress_done(self, sandbox_id: str, action_id: int, result: dict[str, Any]) -> None:
+        """What a finished connection or call carried: kept on its action, added to the sandbox's usage, shown live.
+        `result` has bytes_in, bytes_out and, for model calls, the tokens the answer reported."""
+        tokens = result.get("tokens") or {}
+        with self.tx.write() as t:
+            t.session.execute(sa.update(Action).where(col(Action.id) == action_id).values(result=result))
+            add_traffic(
+                t.session, sandbox_id, bytes_in=result["bytes_in"], bytes_out=result["bytes_out"], tokens=tokens
+            )
+            emit(t.session, sandbox_id, EventKind.EGRESS, action_id=action_id, **result)
 
     def open(self, sandbox_id: str, *, kind: ApprovalKind, summary: str, data: dict[str, Any]) -> dict[str, Any]:
         """The agent asks for a checkpoint review or hands itself to a person (which pauses it)."""

@@ -100,8 +100,11 @@ class SandboxFlows:
     def plan(self, request: SandboxCreate) -> Plan:
         with self.tx.read() as session:
             template = lifecycle.find_template(session, request.template) if request.template else None
+            services = lifecycle.service_env(session)
         engine = self.hosts.get(request.host or (template.host if template else LOCAL))
-        resolved = lifecycle.plan(request=request, template=template, engine=engine, settings=self.settings)
+        resolved = lifecycle.plan(
+            request=request, template=template, engine=engine, settings=self.settings, services=services
+        )
         if resolved.policy is not None:
             compile_policy(resolved.policy, source="sandbox policy")
         return resolved

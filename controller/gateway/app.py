@@ -24,6 +24,7 @@ from controller.events.wakeups import Publisher, Waiter
 from controller.fleet import Fleet
 from controller.gateway import oversight
 from controller.gateway.auth import CurrentSandbox, TokenCache
+from controller.gateway.egress import EgressDoor
 from controller.main import install_error_handlers
 from controller.models import SANDBOX_ID_PATTERN
 
@@ -89,6 +90,7 @@ def create_gateway(fleet: Fleet, bus: EventSink) -> FastAPI:
     if isinstance(fleet.publisher, Publisher):
         fleet.publisher.also_wake(waiter.wake_soon)  # decisions made in this process wake at once, Redis or not
     tokens = TokenCache(fleet.db)
+    egress = EgressDoor(fleet, waiter, tokens)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -96,12 +98,14 @@ def create_gateway(fleet: Fleet, bus: EventSink) -> FastAPI:
         fleet.channel.bind(asyncio.get_running_loop())
         yield
         fleet.channel.close()
+        await egress.close()
         await waiter.stop()
 
     app = FastAPI(title="fleetgate runtime gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.fleet = fleet
     app.state.engine = fleet.db
     app.state.waiter = waiter
+    app.state.egress = egress  # served on the same socket: see gateway/door.py
     app.include_router(oversight.router)
     install_error_handlers(app, body_limit=8 << 20)
     prefix = "/runtime/v1/sandboxes/{sandbox_id}"

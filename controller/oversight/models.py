@@ -211,6 +211,21 @@ class LinkUse(SQLModel, table=True):
 # --- API shapes -------------------------------------------------------------------------------------------
 
 
+class SandboxUsage(SQLModel, table=True):
+    """What a sandbox has spent through the egress door, against its budget (oversight/usage.py)."""
+
+    __tablename__ = "sandbox_usage"
+
+    sandbox_id: str = Field(primary_key=True, max_length=16)
+    model_requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    connections: int = 0
+    bytes_in: int = Field(default=0, sa_type=sa.BigInteger)  # into the sandbox
+    bytes_out: int = Field(default=0, sa_type=sa.BigInteger)  # out of it
+    updated_at: datetime = _when(default_factory=utcnow)
+
+
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

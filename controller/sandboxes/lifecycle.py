@@ -25,7 +25,7 @@ from controller.auth import SANDBOX_TOKEN_PREFIX, hash_token, new_secret
 from controller.config import Settings
 from controller.errors import Conflict, Invalid, SandboxNotFound, TemplateNotFound
 from controller.events.store import emit
-from controller.models import Sandbox, SandboxCreate, SandboxStatus, Template, User, utcnow
+from controller.models import Sandbox, SandboxCreate, SandboxStatus, Service, ServiceKind, Template, User, utcnow
 from controller.names import EventKind
 from controller.sandboxes.engine import ContainerState, Engine
 from controller.sandboxes.spec import engine_name
@@ -91,8 +91,36 @@ def find_template(session: Session, name: str) -> Template:
     return template
 
 
-def plan(*, request: SandboxCreate, template: Template | None, engine: Engine, settings: Settings) -> Plan:
-    """Resolve a create request; raises Invalid with what to change."""
+SERVICE_PORT = "http://127.0.0.1:7070"
+PLACEHOLDER_KEY = "fleetgate-placeholder-the-controller-adds-the-real-key"  # not a secret, by design
+_MODEL_ENV = (
+    (ServiceKind.anthropic, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
+    (ServiceKind.openai, "OPENAI_BASE_URL", "OPENAI_API_KEY"),
+)
+
+
+def service_env(session: Session) -> dict[str, str]:
+    """Model SDKs find their service by themselves: ANTHROPIC_BASE_URL / OPENAI_BASE_URL point at the sandbox's
+    service door (the service named like its kind, else the first by name) with a placeholder key."""
+    rows = session.exec(select(Service).order_by(col(Service.name))).all()
+    env: dict[str, str] = {}
+    for kind, base_url, key in _MODEL_ENV:
+        names = [row.name for row in rows if row.kind == kind]
+        if names:
+            env[base_url] = f"{SERVICE_PORT}/{kind.value if kind.value in names else names[0]}"
+            env[key] = PLACEHOLDER_KEY
+    return env
+
+
+def plan(
+    *,
+    request: SandboxCreate,
+    template: Template | None,
+    engine: Engine,
+    settings: Settings,
+    services: dict[str, str] | None = None,
+) -> Plan:
+    """Resolve a create request; raises Invalid with what to change. `services`: the env of the model services."""
     if not engine.is_local:
         # The runtime socket and each sandbox's credentials are bind-mounted from this machine, which a remote
         # engine cannot see: a sandbox there would never reach its controller. Refuse rather than half-work.
@@ -109,7 +137,7 @@ def plan(*, request: SandboxCreate, template: Template | None, engine: Engine, s
         memory_mb=res.memory_mb or (t.memory_mb if t and t.memory_mb else s.default_memory_mb),
         pids=res.pids or (t.pids if t and t.pids else s.default_pids),
         disk_mb=res.disk_mb or (t.disk_mb if t and t.disk_mb else s.default_disk_mb),
-        env={**(t.env if t else {}), **request.env},
+        env={**(services or {}), **(t.env if t else {}), **request.env},
         command=request.command or (t.command if t else None),
         ttl_s=request.ttl_s or (t.ttl_s if t else None),
         keep_volume=request.keep_volume,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_runtime import egress
 from agent_runtime.reap import MARKER_VARIABLE
 from controller.sandboxes.isolation import host_pids
 
@@ -27,6 +28,7 @@ CREDENTIALS_MOUNT = "/run/fleetgate/sandbox"
 SUPERVISOR = ["python3", "-m", "agent_runtime", "supervise"]
 REAP = ["python3", "-m", "agent_runtime", "reap"]  # + an exec's marker: kills its processes (agent_runtime/reap.py)
 EXEC_MARKER = MARKER_VARIABLE
+EGRESS_ENV = egress.environment()  # HTTP(S)_PROXY to the sandbox's own proxy door; nothing else reaches out
 PROBE = "import sys; sys.exit(0 if sys.version_info >= (3, 9) else 3)"
 PROBE_TOO_OLD = 3
 
@@ -104,6 +106,7 @@ def container_spec(
             "PYTHONUNBUFFERED": "1",
             "HOME": "/tmp",  # noqa: S108 (the sandbox's own tmpfs)
             "FLEETGATE_SANDBOX_ID": shape.sandbox_id,
+            **EGRESS_ENV,
         },
         "network_mode": "none",
         "cap_drop": ["ALL"],

@@ -1,0 +1,244 @@
+"""What a sandbox spends through the egress door, and the budgets that stop a runaway agent.
+
+Every model call, proxied connection and service call is charged when it is let through (in the transaction that
+decides it), and what it carried is added when it ends: bytes both ways, and the tokens a model answer reports.
+A sandbox past a budget is refused with a message the agent can read, and handed to a person once (an
+escalation, which pauses it) rather than on every refused call.
+
+`TokenCounter` reads the usage a model API reports, from a JSON answer or a server-sent event stream, as the
+bytes go by: Anthropic's `message_start` / `message_delta`, OpenAI's Responses `response.completed` and Chat
+Completions' final chunk all carry a `usage` object; the largest figure seen for each counter wins, since the
+figures are running totals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from controller.effects import Effect
+from controller.events.store import emit
+from controller.models import utcnow
+from controller.names import EventKind
+from controller.oversight import audit
+from controller.oversight.approvals import open_item
+from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, ApprovalStatus, SandboxUsage
+
+MODEL = "model"
+CONNECTION = "connection"
+_SCAN_LIMIT = 1 << 16  # an event line longer than this is not a usage report
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-sandbox limits; 0 is no limit."""
+
+    model_requests: int = 0
+    model_tokens: int = 0
+    connections: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    escalation: Approval | None
+    effects: list[Effect]
+
+
+def usage_of(session: Session, sandbox_id: str) -> SandboxUsage:
+    row = session.get(SandboxUsage, sandbox_id)
+    if row is None:
+        row = SandboxUsage(sandbox_id=sandbox_id)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def over_budget(usage: SandboxUsage, budget: Budget, kind: str) -> str | None:
+    """Why one more call of this kind is refused, or None."""
+    tokens = usage.input_tokens + usage.output_tokens
+    if kind == MODEL:
+        if budget.model_requests and usage.model_requests >= budget.model_requests:
+            return f"the sandbox's model request budget is spent ({usage.model_requests} of {budget.model_requests})"
+        if budget.model_tokens and tokens >= budget.model_tokens:
+            return f"the sandbox's model token budget is spent ({tokens} of {budget.model_tokens} tokens)"
+    if budget.connections and usage.connections >= budget.connections:
+        return f"the sandbox's connection budget is spent ({usage.connections} of {budget.connections})"
+    moved = usage.bytes_in + usage.bytes_out
+    if budget.bytes and moved >= budget.bytes:
+        return f"the sandbox's egress byte budget is spent ({moved} of {budget.bytes} bytes)"
+    return None
+
+
+def charge(session: Session, sandbox_id: str, budget: Budget, kind: str) -> Refusal | None:
+    """Count one more call, or refuse it (and hand the sandbox to a person, once per spent budget)."""
+    usage = usage_of(session, sandbox_id)
+    why = over_budget(usage, budget, kind)
+    if why is None:
+        if kind == MODEL:
+            usage.model_requests += 1
+        usage.connections += 1
+        usage.updated_at = utcnow()
+        session.add(usage)
+        return None
+    pending = session.exec(
+        select(Approval.id).where(
+            Approval.sandbox_id == sandbox_id,
+            Approval.kind == ApprovalKind.escalation,
+            Approval.status == ApprovalStatus.pending,
+        )
+    ).first()
+    if pending is not None:
+        return Refusal(f"{why}; a person has been asked already", None, [])
+    item, effects = open_item(
+        session,
+        kind=ApprovalKind.escalation,
+        sandbox_id=sandbox_id,
+        requester_id=None,
+        summary=f"budget: {why}",
+        data={"budget": kind},
+        actor="controller",
+    )
+    return Refusal(f"{why}; the sandbox is handed to a person (escalation {item.id})", item, effects)
+
+
+def record_refusal(
+    session: Session, sandbox_id: str, *, tool: str, args: dict[str, Any], message: str, by: str = "budget"
+) -> Action:
+    """A call refused before any policy (its budget spent, or a destination in the refused ranges: `by` "guard")
+    is an action like any other: in the actions, the stream and the audit."""
+    now = utcnow()
+    action = Action(
+        sandbox_id=sandbox_id,
+        tool=tool,
+        args=args,
+        risk="low",
+        status=ActionStatus.denied,
+        message=message,
+        decided_by=by,
+        decision={"reason": message},
+        created_at=now,
+        decided_at=now,
+    )
+    session.add(action)
+    session.flush()
+    emit(
+        session,
+        sandbox_id,
+        EventKind.ACTION,
+        action_id=action.id,
+        tool=tool,
+        args=args,
+        status="denied",
+        decided_by=by,
+        reason=message,
+        approval_id=None,
+    )
+    audit.append(
+        session,
+        actor=f"sandbox:{sandbox_id}",
+        event="action.requested",
+        subject=f"action:{action.id}",
+        tool=tool,
+        args=args,
+        status="denied",
+        decided_by=by,
+        reason=message,
+    )
+    return action
+
+
+_usage: sa.Table = SandboxUsage.__table__  # type: ignore[attr-defined]
+
+
+def add_traffic(session: Session, sandbox_id: str, *, bytes_in: int, bytes_out: int, tokens: dict[str, int]) -> None:
+    """What a finished call carried, added to the sandbox's totals in one statement."""
+    usage_of(session, sandbox_id)
+    session.execute(
+        sa.update(_usage)
+        .where(col(SandboxUsage.sandbox_id) == sandbox_id)
+        .values(
+            bytes_in=_usage.c.bytes_in + bytes_in,
+            bytes_out=_usage.c.bytes_out + bytes_out,
+            input_tokens=_usage.c.input_tokens + tokens.get("input_tokens", 0),
+            output_tokens=_usage.c.output_tokens + tokens.get("output_tokens", 0),
+            updated_at=utcnow(),
+        )
+    )
+
+
+def usage_view(row: SandboxUsage | None, budget: Budget) -> dict[str, Any]:
+    """A sandbox's spending with its budget, for the API and the console."""
+    row = row or SandboxUsage(sandbox_id="")
+    return {
+        "model_requests": row.model_requests,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "connections": row.connections,
+        "bytes_in": row.bytes_in,
+        "bytes_out": row.bytes_out,
+        "budget": {
+            "model_requests": budget.model_requests,
+            "model_tokens": budget.model_tokens,
+            "connections": budget.connections,
+            "bytes": budget.bytes,
+        },
+    }
+
+
+class TokenCounter:
+    """The token usage a model answer reports, read from its bytes as they stream past."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, int] = {}
+        self._pending = b""
+        self._whole = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self._whole) < _SCAN_LIMIT * 16:
+            self._whole += chunk
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        if len(self._pending) > _SCAN_LIMIT:
+            self._pending = b""
+        for line in lines:
+            if line.startswith(b"data:") and b"usage" in line and len(line) < _SCAN_LIMIT:
+                self._take(line[5:])
+
+    def finish(self) -> dict[str, int]:
+        """The counts; a JSON answer (no event stream) is read whole here."""
+        if self._pending.startswith(b"data:"):
+            self._take(self._pending[5:])
+        if not self.tokens and self._whole.lstrip().startswith(b"{"):
+            self._take(bytes(self._whole))
+        return dict(self.tokens)
+
+    def _take(self, text: bytes) -> None:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return
+        for usage in _usages(value):
+            self._count(usage, "input_tokens", "input_tokens", "prompt_tokens")
+            self._count(usage, "output_tokens", "output_tokens", "completion_tokens")
+
+    def _count(self, usage: dict[str, Any], name: str, *keys: str) -> None:
+        for key in keys:
+            figure = usage.get(key)
+            if isinstance(figure, int) and not isinstance(figure, bool) and figure >= 0:
+                self.tokens[name] = max(self.tokens.get(name, 0), figure)
+
+
+def _usages(value: Any, depth: int = 0) -> list[dict[str, Any]]:
+    """Every `usage` object in an event, at most three levels down (message.usage, response.usage)."""
+    if not isinstance(value, dict) or depth > 3:
+        return []
+    found = [value["usage"]] if isinstance(value.get("usage"), dict) else []
+    for inner in value.values():
+        if isinstance(inner, dict):
+            found += _usages(inner, depth + 1)
+    return found
