@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from sqlmodel import col, select
 
@@ -18,13 +19,23 @@ def public(action: Action) -> dict[str, Any]:
     return action.model_dump(mode="json")
 
 
+def tool_is(spec: str) -> sa.ColumnElement[bool] | None:
+    """The tools a `tool` filter names: `a,b` is either tool, `net.*` any tool that starts with `net.`."""
+    tool = col(Action.tool)
+    names = [name for name in (part.strip() for part in spec.split(",")) if name]
+    matches = [tool.startswith(name[:-1], autoescape=True) if name.endswith("*") else tool == name for name in names]
+    return sa.or_(*matches) if matches else None
+
+
 @router.get("")
 def list_actions(
     _: Viewer,
     session: SessionDep,
     sandbox: str | None = None,
     status: ActionStatus | None = None,
-    tool: str | None = None,
+    tool: Annotated[
+        str | None, Query(max_length=1000, description="a tool, several (`a,b`) or a prefix (`net.*`)")
+    ] = None,
     review: Annotated[str | None, Query(pattern="^(reviewed|flagged|none)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     before: Before = None,
@@ -35,8 +46,8 @@ def list_actions(
         query = query.where(Action.sandbox_id == sandbox)
     if status is not None:
         query = query.where(Action.status == status)
-    if tool:
-        query = query.where(Action.tool == tool)
+    if tool and (tools := tool_is(tool)) is not None:
+        query = query.where(tools)
     if review == "none":
         query = query.where(col(Action.review).is_(None))
     elif review:

@@ -1,4 +1,4 @@
-"""Sandboxes: create, list, get, exec, stop, remove, logs."""
+"""Sandboxes: create, list, get, exec, stop, remove, logs, egress usage."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from controller.models import (
     WorkspaceUsage,
 )
 from controller.names import OUTPUT_KINDS
+from controller.oversight.models import SandboxUsage
+from controller.oversight.usage import usage_view
 from controller.sandboxes import files
 from controller.sandboxes.workspaces import WorkspaceStore
 
@@ -124,6 +126,16 @@ def remove_sandbox(
         sandbox_id, actor=user.name, keep_volume=keep_volume, reason=f"removed by {user.name}"
     )
     return to_public(session, sandbox, fleet.workspaces)
+
+
+# Its own route rather than a field of the sandbox: the console reads it again whenever a call ends, and the
+# sandbox answer asks the engine for the container's state each time (and the list would have to stay fast).
+@router.get("/{sandbox_id}/usage")
+def sandbox_usage(sandbox_id: SandboxId, _: Viewer, fleet: FleetDep, session: SessionDep) -> dict[str, Any]:
+    """What the sandbox has spent through its egress door (model requests, tokens, connections, bytes), with its
+    budget (0 is no limit)."""
+    fleet.sandboxes.get(sandbox_id, live=False)
+    return usage_view(session.get(SandboxUsage, sandbox_id), fleet.runtime.budget)
 
 
 class LogLine(BaseModel):
