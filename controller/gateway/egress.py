@@ -159,7 +159,7 @@ class EgressDoor:
                 name, _, rest = event.target.decode("latin-1").lstrip("/").partition("/")
                 service = await self._lookup(name)
                 kind = service.kind.value
-                body = await self._body(conn, reader, writer, kind)
+                body = await self._body(conn, reader, writer, kind, event)
                 await self._call_service(caller, conn, writer, event, service, "/" + rest, body)
             except Refused as e:
                 await respond(conn, writer, e.status, e.message, kind=e.kind if e.kind != "http" else kind)
@@ -227,7 +227,7 @@ class EgressDoor:
                 if event.method == b"CONNECT":
                     await self._tunnel(caller, conn, reader, writer, event.target.decode("latin-1"))
                     return
-                body = await self._body(conn, reader, writer, "http")
+                body = await self._body(conn, reader, writer, "http", event)
                 await self._plain(caller, conn, writer, event, body)
             except Refused as e:
                 await respond(conn, writer, e.status, e.message)
@@ -300,24 +300,26 @@ class EgressDoor:
         return None  # the client closed (ConnectionClosed) or sent something out of turn
 
     async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    kind: str) -> bytes:  # fmt: skip
+                    kind: str, event: h11.Request) -> bytes:  # fmt: skip
         limit = self.fleet.settings.max_service_body_bytes
+        if _declared_length(event) > limit:  # refused before a byte of it is read
+            raise Refused(413, f"the request body is over {limit} bytes (FLEETGATE_MAX_SERVICE_BODY_BYTES)", kind)
         if conn.they_are_waiting_for_100_continue:
             writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         chunks, size = [], 0
         while True:
             try:
-                event = await next_event(conn, reader)
+                part = await next_event(conn, reader)
             except h11.RemoteProtocolError as e:
                 raise Refused(400, f"malformed HTTP request body: {e}", kind) from None
-            if isinstance(event, h11.Data):
-                size += len(event.data)
+            if isinstance(part, h11.Data):
+                size += len(part.data)
                 if size > limit:
                     raise Refused(
                         413, f"the request body is over {limit} bytes (FLEETGATE_MAX_SERVICE_BODY_BYTES)", kind
                     )
-                chunks.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+                chunks.append(part.data)
+            elif isinstance(part, h11.EndOfMessage):
                 return b"".join(chunks)
             else:
                 raise ClientGone("the client closed before the end of its request")
@@ -434,6 +436,11 @@ def _next_cycle(conn: h11.Connection) -> bool:
         conn.start_next_cycle()
         return True
     return False
+
+
+def _declared_length(event: h11.Request) -> int:
+    """The Content-Length a request declares, or 0 (h11 has checked that it is one number)."""
+    return next((int(value) for name, value in event.headers if name == b"content-length"), 0)
 
 
 def _model_of(body: bytes) -> str | None:
