@@ -255,6 +255,7 @@ class Sandbox(SQLModel, table=True):
     command: list[str] | None = Field(default=None, sa_column=Column(JSON))
     ttl_s: int | None = None
     policy: str | dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    budget: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))  # BudgetSpec, set figures only
     token_hash: str | None = Field(default=None, index=True, max_length=64)
     consecutive_denials: int = 0
     error: str | None = None
@@ -264,6 +265,18 @@ class Sandbox(SQLModel, table=True):
     expires_at: datetime | None = _when(default=None, index=True)
     finished_at: datetime | None = _when(default=None)
     last_heartbeat_at: datetime | None = _when(default=None)
+
+
+class BudgetSpec(BaseModel):
+    """A sandbox's egress budget; a figure left out is the controller's default (FLEETGATE_*_PER_SANDBOX), 0 is
+    no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_requests: int | None = pydantic.Field(default=None, ge=0)
+    model_tokens: int | None = pydantic.Field(default=None, ge=0)
+    connections: int | None = pydantic.Field(default=None, ge=0)
+    bytes: int | None = pydantic.Field(default=None, ge=0)
 
 
 class SandboxCreate(BaseModel):
@@ -278,6 +291,7 @@ class SandboxCreate(BaseModel):
     ttl_s: int | None = pydantic.Field(default=None, gt=0)
     keep_volume: bool = False
     host: str | None = pydantic.Field(default=None, pattern=NAME_PATTERN)
+    budget: BudgetSpec | None = None
 
     _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
 

@@ -14,7 +14,7 @@ figures are running totals.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from controller.effects import Effect
 from controller.events.store import emit
-from controller.models import utcnow
+from controller.models import Sandbox, utcnow
 from controller.names import EventKind
 from controller.oversight import audit
 from controller.oversight.approvals import open_item
@@ -41,6 +41,13 @@ class Budget:
     model_tokens: int = 0
     connections: int = 0
     bytes: int = 0
+
+    def but(self, figures: dict[str, int] | None) -> Budget:
+        """This budget with a sandbox's own figures in place of the defaults."""
+        return replace(self, **{k: v for k, v in (figures or {}).items() if k in _FIGURES})
+
+
+_FIGURES = ("model_requests", "model_tokens", "connections", "bytes")
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,14 @@ def over_budget(usage: SandboxUsage, budget: Budget, kind: str) -> str | None:
     return None
 
 
-def charge(session: Session, sandbox_id: str, budget: Budget, kind: str) -> Refusal | None:
+def budget_of(session: Session, sandbox_id: str, defaults: Budget) -> Budget:
+    figures = session.execute(sa.select(_sandboxes.c.budget).where(_sandboxes.c.id == sandbox_id)).scalar()
+    return defaults.but(figures)
+
+
+def charge(session: Session, sandbox_id: str, defaults: Budget, kind: str) -> Refusal | None:
     """Count one more call, or refuse it (and hand the sandbox to a person, once per spent budget)."""
+    budget = budget_of(session, sandbox_id, defaults)
     usage = usage_of(session, sandbox_id)
     why = over_budget(usage, budget, kind)
     if why is None:
@@ -154,6 +167,7 @@ def record_refusal(
 
 
 _usage: sa.Table = SandboxUsage.__table__  # type: ignore[attr-defined]
+_sandboxes: sa.Table = Sandbox.__table__  # type: ignore[attr-defined]
 
 
 def add_traffic(session: Session, sandbox_id: str, *, bytes_in: int, bytes_out: int, tokens: dict[str, int]) -> None:

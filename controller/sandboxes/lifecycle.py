@@ -64,6 +64,7 @@ class Plan:
     ttl_s: int | None
     keep_volume: bool
     policy: str | dict[str, Any] | None = None
+    budget: dict[str, int] | None = None
 
     @property
     def template_name(self) -> str | None:
@@ -142,6 +143,7 @@ def plan(
         ttl_s=request.ttl_s or (t.ttl_s if t else None),
         keep_volume=request.keep_volume,
         policy=request.policy,
+        budget=request.budget.model_dump(exclude_none=True) if request.budget else None,
     )
     check_limits(
         engine,
@@ -196,6 +198,7 @@ def new_row(plan: Plan, *, owner: User | None, instance: str, pooled: bool) -> S
         env={} if pooled else plan.env,
         command=None if pooled else plan.command,
         policy=None if pooled else plan.policy,
+        budget=None if pooled else plan.budget,
         keep_volume=plan.keep_volume,
         volume=engine_name(instance, sandbox_id),
     )
@@ -207,6 +210,7 @@ def take_plan(sandbox: Sandbox, plan: Plan) -> None:
     sandbox.command = plan.command
     sandbox.keep_volume = plan.keep_volume
     sandbox.policy = plan.policy
+    sandbox.budget = plan.budget
 
 
 def issue_token(sandbox: Sandbox, ttl_s: int | None) -> str:

@@ -112,7 +112,6 @@ def egress(
         tmp_path_factory.mktemp("egress"),
         redis_url,
         FLEETGATE_EGRESS_ALLOW=opened,
-        FLEETGATE_MODEL_REQUESTS_PER_SANDBOX=str(BUDGET),
         FLEETGATE_POOL_SIZE="0",
     )
     with running(ctl, docker_client):
@@ -272,9 +271,20 @@ def test_an_ask_holds_the_connection_until_approved_and_a_grant_covers_the_next(
     assert max(latest, key=lambda a: a["id"])["decided_by"] == "grant"
 
 
+@pytest.fixture
+def budgeted(admin: httpx.Client) -> Iterator[str]:
+    """A sandbox with a model request budget of its own."""
+    body = {"image": "fleetgate/python:latest", "budget": {"model_requests": BUDGET}}
+    made = admin.post("/api/v1/sandboxes", json=body)
+    assert made.status_code == 201, made.text
+    yield made.json()["id"]
+    admin.delete(f"/api/v1/sandboxes/{made.json()['id']}")
+
+
 def test_past_its_request_budget_the_agent_reads_why_and_a_person_is_asked(
-    admin: httpx.Client, sandbox: str, upstreams: dict[str, ModelServer]
+    admin: httpx.Client, budgeted: str, upstreams: dict[str, ModelServer]
 ) -> None:
+    sandbox = budgeted
     calls = BUDGET + 1
     script = (
         "import json, os, urllib.error, urllib.request\n"

@@ -1,4 +1,5 @@
-"""sandbox usage: what each sandbox spent through the egress door (model requests, tokens, connections, bytes)
+"""sandbox usage: what each sandbox spent through the egress door (model requests, tokens, connections, bytes),
+and each sandbox's own budget
 
 Revision ID: 0007
 Revises: 0006
@@ -29,7 +30,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("sandbox_id"),
     )
+    with op.batch_alter_table("sandbox", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("budget", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sandbox", schema=None) as batch_op:
+        batch_op.drop_column("budget")
     op.drop_table("sandbox_usage")

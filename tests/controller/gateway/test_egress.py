@@ -316,3 +316,27 @@ def _wait(predicate: Any, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_a_sandbox_of_its_own_budget_is_held_to_it_rather_than_the_default(door: Door) -> None:
+    with Session(door.fleet.db) as session:
+        row = session.get(Sandbox, SANDBOX)
+        assert row is not None
+        row.budget = {"model_requests": 1}
+        session.add(row)
+        session.commit()
+    assert httpx.post(f"{door.services}/claude/v1/messages", json={"model": "m"}).status_code == 200
+    answer = httpx.post(f"{door.services}/claude/v1/messages", json={"model": "m"})
+    assert answer.status_code == 429
+    assert "(1 of 1)" in answer.json()["error"]["message"]
+
+
+def test_a_budget_in_a_create_request_is_checked_and_kept() -> None:
+    from controller.models import BudgetSpec, SandboxCreate
+
+    request = SandboxCreate.model_validate({"budget": {"model_requests": 5, "bytes": 0}})
+    assert request.budget == BudgetSpec(model_requests=5, bytes=0)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        SandboxCreate.model_validate({"budget": {"model_requests": -1}})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        SandboxCreate.model_validate({"budget": {"dollars": 5}})
