@@ -1,7 +1,8 @@
 """A scripted agent for `fleetgate demo`: it works on a small project in /workspace through the gate.
 
-It reads files and runs the tests freely, is refused a payment above its limit, then asks before pushing code
-and before sending an email (a brokered action), and waits in the central queue for a person.
+It reads files and runs the tests freely, is refused a payment above its limit, then asks to push its commit and
+to send an email, and waits in the central queue for a person. Both are brokered actions: the controller pushes
+(to the git service `demo-origin`) and sends, with credentials that never enter the sandbox.
 
     python3 -m agent_runtime.demo
 """
@@ -55,8 +56,6 @@ def prepare_project() -> None:
         git("init", "-q", "-b", "main")
         git("config", "user.email", "agent@fleetgate.local")
         git("config", "user.name", "demo agent")
-        git("init", "-q", "--bare", os.path.join(WORKSPACE, ".remote.git"))
-        git("remote", "add", "origin", os.path.join(WORKSPACE, ".remote.git"))
     git("add", "calc.py", "test_calc.py")
     git("commit", "-q", "-m", "add calc with tests", "--allow-empty")
 
@@ -76,7 +75,13 @@ def main(argv: List[str]) -> int:
     except sdk.Denied as e:
         say("payment refused: " + e.message)
     say("asking to push the change (this waits for a person)")
-    shell("git push origin main", risk="high")
+    try:
+        pushed = sdk.act("git.push", {"remote": "demo-origin", "branch": "main"}, risk="high")
+        say("pushed main to demo-origin at %s" % str(pushed.get("commit", ""))[:12])
+    except sdk.Denied as e:
+        say("push not allowed: " + e.message)
+    except sdk.BrokerFailed as e:
+        say("push failed: " + str(e))
     say("asking to email the team (this waits for a person)")
     try:
         sent = sdk.act(
@@ -87,6 +92,8 @@ def main(argv: List[str]) -> int:
         say("email sent: %s" % sent)
     except sdk.Denied as e:
         say("email not sent: " + e.message)
+    except sdk.BrokerFailed as e:
+        say("email failed: " + str(e))
     say("done")
     return 0
 

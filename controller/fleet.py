@@ -85,7 +85,7 @@ class Fleet:
         self.upkeep = Upkeep(tx=self.tx, hosts=self.hosts, sandboxes=self.sandboxes)
         self.decisions = DecisionFlows(tx=self.tx)
         self.runtime = RuntimeFlows(tx=self.tx, settings=settings)
-        self.outbox = OutboxFlows(tx=self.tx, settings=settings)
+        self.outbox = OutboxFlows(tx=self.tx, settings=settings, hosts=self.hosts, provisioner=provisioner)
         self.admin = AdminFlows(
             tx=self.tx, hosts=self.hosts, provisioner=provisioner, upkeep=self.upkeep, settings=settings
         )

@@ -6,6 +6,7 @@ again whatever never reached a worker.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,21 +16,28 @@ from sqlmodel import col, select
 from controller.config import Settings
 from controller.effects import Enqueue, Wake, notify, run_broker
 from controller.flows.unit import Transactions
-from controller.models import utcnow
+from controller.models import Sandbox, utcnow
 from controller.names import Task
 from controller.oversight import audit
 from controller.oversight.approvals import effects_of, expire_due
-from controller.oversight.brokers import broker_for
+from controller.oversight.brokers import NEEDS_WORKSPACE, BrokerContext, broker_for
 from controller.oversight.models import Action, Delivery, Webhook
 from controller.oversight.notify import BACKOFF_S, claim, plan_deliveries, send, stranded
+from controller.oversight.services import ServiceTarget, reveal_secret, service_target
+from controller.sandboxes.hosts import Hosts
+from controller.sandboxes.provision import Provisioner
+from controller.secrets import SecretBox
 
 BROKER_STUCK_AFTER = timedelta(seconds=30)
 
 
 class OutboxFlows:
-    def __init__(self, *, tx: Transactions, settings: Settings) -> None:
+    def __init__(self, *, tx: Transactions, settings: Settings, hosts: Hosts, provisioner: Provisioner) -> None:
         self.tx = tx
         self.settings = settings
+        self.hosts = hosts
+        self.provisioner = provisioner
+        self.box = SecretBox(settings.secrets_key)
 
     def sweep(self) -> list[int]:
         """Apply the default outcome to approvals past their deadline (waking their agents), and queue again the
@@ -98,8 +106,9 @@ class OutboxFlows:
             action = t.session.get(Action, action_id)
             if claimed.rowcount != 1 or action is None:  # type: ignore[attr-defined]
                 return "skipped"
-            tool, args = action.tool, action.final_args if action.final_args is not None else action.args
-        result, status = self._carry_out(tool, args)
+            tool, sandbox_id = action.tool, action.sandbox_id
+            args = action.final_args if action.final_args is not None else action.args
+        result, status = self._carry_out(tool, args, sandbox_id)
         with self.tx.write() as t:
             action = t.session.get(Action, action_id)
             assert action is not None
@@ -111,13 +120,47 @@ class OutboxFlows:
                 event=f"broker.{status}",
                 subject=f"action:{action_id}",
                 tool=tool,
-                result=result,
+                result=_for_audit(result),
             )
             t.effects.append(Wake((f"action:{action_id}",)))
         return status
 
-    def _carry_out(self, tool: str, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    def _carry_out(self, tool: str, args: dict[str, Any], sandbox_id: str) -> tuple[dict[str, Any], str]:
         try:
-            return broker_for(tool)(self.settings, args), "done"
+            return broker_for(tool)(self._context(tool, sandbox_id), args), "done"
         except Exception as e:  # any broker failure is reported to the agent, never retried blindly
             return {"error": str(e)[:500]}, "failed"
+
+    def _context(self, tool: str, sandbox_id: str) -> BrokerContext:
+        """What the broker works with; the workspace is looked up only for a broker that reads it."""
+        return BrokerContext(
+            settings=self.settings,
+            sandbox_id=sandbox_id,
+            secret=self._secret,
+            service=self._service,
+            workspace=self._workspace(sandbox_id) if tool in NEEDS_WORKSPACE else None,
+        )
+
+    def _secret(self, name: str) -> str:
+        with self.tx.read() as session:
+            return reveal_secret(session, self.box, name)
+
+    def _service(self, name: str) -> ServiceTarget:
+        with self.tx.read() as session:
+            return service_target(session, self.box, name)
+
+    def _workspace(self, sandbox_id: str) -> Path | None:
+        with self.tx.read() as session:
+            sandbox = session.get(Sandbox, sandbox_id)
+        if sandbox is None:
+            return None
+        return self.provisioner.workspace_folder(self.hosts.get(sandbox.host), sandbox)
+
+
+def _for_audit(result: dict[str, Any]) -> dict[str, Any]:
+    """A broker's result as the audit log keeps it: a response body only by its size (the action row has it)."""
+    kept = {key: value for key, value in result.items() if key not in ("body", "body_base64")}
+    for key in ("body", "body_base64"):
+        if isinstance(result.get(key), str):
+            kept[f"{key}_chars"] = len(result[key])
+    return kept

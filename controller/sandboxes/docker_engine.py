@@ -177,7 +177,12 @@ class DockerEngine:
     def volumes(self, labels: Mapping[str, str]) -> list[VolumeInfo]:
         found = self._call(lambda c: c.api.volumes(filters={"label": _label_filter(labels)})).get("Volumes") or []
         return [
-            VolumeInfo(name=str(v["Name"]), labels=v.get("Labels") or {}, created=_parse_time(v.get("CreatedAt")))
+            VolumeInfo(
+                name=str(v["Name"]),
+                labels=v.get("Labels") or {},
+                created=_parse_time(v.get("CreatedAt")),
+                folder=_volume_folder(v),
+            )
             for v in found
         ]
 
@@ -290,6 +295,15 @@ def _parse_time(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _volume_folder(volume: Mapping[str, Any]) -> str | None:
+    """A local bind volume's files are in the folder it binds (mounted at its mount point only while in use);
+    any other volume's are at its mount point."""
+    options = volume.get("Options") or {}
+    if volume.get("Driver") == "local" and "bind" in str(options.get("o", "")).split(",") and options.get("device"):
+        return str(options["device"])
+    return str(volume["Mountpoint"]) if volume.get("Mountpoint") else None
 
 
 def _cause(error: BaseException) -> str:

@@ -65,6 +65,7 @@ class VolumeInfo:
     name: str
     labels: Mapping[str, str]
     created: datetime | None = None
+    folder: str | None = None  # where its files are on the engine's machine: the folder it binds, or its mount point
 
 
 @dataclass(frozen=True)

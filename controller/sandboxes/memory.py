@@ -125,7 +125,7 @@ class MemoryEngine:
         self._enter("create_volume", name)
         if name in self.volumes_:
             raise Conflict(f"volume {name} exists")
-        self.volumes_[name] = VolumeInfo(name, dict(labels), datetime.now(UTC))
+        self.volumes_[name] = VolumeInfo(name, dict(labels), datetime.now(UTC), (driver_opts or {}).get("device"))
         self.volume_opts[name] = dict(driver_opts or {})
         return None
 

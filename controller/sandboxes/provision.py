@@ -132,6 +132,16 @@ class Provisioner:
         folder = self.workspaces.make(sandbox.id, sandbox.disk_mb)
         return {"type": "none", "o": "bind", "device": str(folder)}
 
+    def workspace_folder(self, engine: Engine, sandbox: Sandbox) -> Path | None:
+        """Where the sandbox's workspace files are on this machine (its size-limited folder, or the engine's folder
+        of the plain volume); None on an engine of another machine or when the engine has no such volume."""
+        if not engine.is_local or not sandbox.volume:
+            return None
+        for volume in engine.volumes(labels(self.instance, sandbox.id, "workspace")):
+            if volume.name == sandbox.volume and volume.folder:
+                return Path(volume.folder)
+        return None
+
     def destroy(self, engine: Engine, sandbox: Sandbox, *, keep_volume: bool = False) -> None:
         """Remove the container, the volume and its workspace (unless kept) and the credentials; missing pieces
         are fine."""

@@ -22,8 +22,11 @@ def test_demo_agents_read_and_test_freely_get_refused_a_payment_and_wait_for_a_p
         timeout=60,
         what="the demo agent to ask to push",
     )
-    assert item["action"]["tool"] == "shell"
-    assert item["action"]["args"]["command"] == "git push origin main"
+    assert item["action"]["tool"] == "git.push"
+    assert item["action"]["args"] == {"remote": "demo-origin", "branch": "main"}
+    origin = controller.home / "demo" / "origin.git"
+    assert f"git --git-dir {origin} log" in out
+    assert not (origin / "refs" / "heads" / "main").exists()  # nothing is pushed before a person approves
     actions = admin.get("/api/v1/actions", params={"sandbox": sandbox_id}).json()["items"]
     outcomes = {(a["tool"], a["status"]) for a in actions}
     assert ("read_file", "allowed") in outcomes
@@ -46,6 +49,10 @@ def test_demo_agents_read_and_test_freely_get_refused_a_payment_and_wait_for_a_p
     )
     assert "payment refused: payments over 100 need a purchase order" in logs
     assert "email sent" in logs
+    assert "pushed main to demo-origin" in logs
+    pushed = subprocess.run(["git", "--git-dir", str(origin), "log", "--format=%s", "main"], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    assert pushed.strip() == "add calc with tests"  # the controller pushed the agent's commit, after the approval
     outbox = list((controller.home / "outbox").glob("*.eml"))
     assert any("calc is ready" in p.read_text() for p in outbox)  # the broker sent it, on the controller side
     admin.delete(f"/api/v1/sandboxes/{sandbox_id}")
