@@ -1,9 +1,10 @@
-// One sandbox: its live output, its action timeline, its workspace, and the controls an operator needs.
+// One sandbox: its live output, its action timeline, its egress, its workspace, and the controls an operator needs.
 
 import { api, sandboxes } from "../api.js";
 import { ALL_KINDS, openStream } from "../live.js";
 import { can, pending } from "../store.js";
 import { badge, busy, confirmAction, fmtBytes, fmtTime, h, setText, toast, updateBadge } from "../ui.js";
+import { EgressPanel } from "./egress.js";
 import { FileBrowser } from "./files.js";
 import { Terminal } from "./terminal.js";
 import { renderTimeline } from "./timeline.js";
@@ -35,6 +36,7 @@ export function mount(root, [id]) {
   const lineCount = h("span", { class: "muted small" });
   const timeline = h("ol", { class: "timeline", "aria-label": "Actions, newest first" });
   const files = can("operator") ? new FileBrowser(id) : null;
+  const egress = new EgressPanel(id);
 
   root.append(h("section", { class: "page sandbox-page", "aria-labelledby": "sb-title" },
     h("a", { class: "back", href: "#/fleet" }, "← Fleet"),
@@ -49,6 +51,7 @@ export function mount(root, [id]) {
         h("div", { class: "panel-head" }, h("h2", { id: "out-title" }, "Output"), lineCount), terminal.el),
       h("section", { class: "panel panel-timeline", "aria-labelledby": "act-title" },
         h("div", { class: "panel-head" }, h("h2", { id: "act-title" }, "Actions")), timeline)),
+    egress.el,
     h("section", { class: "panel", "aria-labelledby": "files-title" },
       h("div", { class: "panel-head" }, h("h2", { id: "files-title" }, "Workspace")),
       files ? files.el : h("p", { class: "muted pad" }, "Operators and admins can browse the workspace."))));
@@ -181,7 +184,10 @@ export function mount(root, [id]) {
     else if (event.kind === "lifecycle") {
       if (sandbox) setSandbox({ ...sandbox, status: data.status || sandbox.status });
       sandboxSoon();
-    } else if (event.kind === "action") actionsSoon();
+    } else if (event.kind === "action") {
+      actionsSoon();
+      egress.push(event);
+    } else if (event.kind === "egress") egress.push(event);
     else if (event.kind === "resources") {
       res = data;
       showSoon();
@@ -197,14 +203,16 @@ export function mount(root, [id]) {
     setText(pendingNote, `${count} item${count === 1 ? "" : "s"} from this sandbox waiting for a decision — open the inbox`);
   }
 
-  closeStream = openStream({ sandbox: id, kinds: ALL_KINDS, after: "0" }, onEvent);
+  closeStream = openStream({ sandbox: id, kinds: [...ALL_KINDS, "egress"], after: "0" }, onEvent);
   const unsubscribe = pending.subscribe(showPending);
   const timer = setInterval(() => {
     loadSandbox();
     loadActions();
+    egress.load();
   }, REFETCH_MS);
   loadSandbox();
   loadActions();
+  egress.load();
 
   return () => {
     closeStream();
@@ -214,5 +222,6 @@ export function mount(root, [id]) {
     clearTimeout(sandboxTimer);
     if (frame) cancelAnimationFrame(frame);
     terminal.destroy();
+    egress.destroy();
   };
 }
