@@ -133,9 +133,9 @@ def remove_sandbox(
 @router.get("/{sandbox_id}/usage")
 def sandbox_usage(sandbox_id: SandboxId, _: Viewer, fleet: FleetDep, session: SessionDep) -> dict[str, Any]:
     """What the sandbox has spent through its egress door (model requests, tokens, connections, bytes), with its
-    budget (0 is no limit)."""
-    fleet.sandboxes.get(sandbox_id, live=False)
-    return usage_view(session.get(SandboxUsage, sandbox_id), fleet.runtime.budget)
+    budget: its own figures, the controller's defaults for the rest (0 is no limit)."""
+    sandbox = fleet.sandboxes.get(sandbox_id, live=False)
+    return usage_view(session.get(SandboxUsage, sandbox_id), fleet.runtime.budget.but(sandbox.budget))
 
 
 class LogLine(BaseModel):

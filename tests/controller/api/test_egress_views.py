@@ -34,11 +34,12 @@ def viewer(api: Served) -> Iterator[httpx.Client]:
 class Agent:
     """A sandbox on the fast fleet, calling out the way its egress door would."""
 
-    def __init__(self, api: Served) -> None:
+    def __init__(self, api: Served, **create: Any) -> None:
         self.fleet = api.fleet
         with self.fleet.tx.write() as t:
             owner = ensure_user(session=t.session, name="olivia", role=Role.operator)
-        self.id = self.fleet.sandboxes.create(SandboxCreate(policy={"default": "allow", "rules": []}), owner=owner).id
+        body = SandboxCreate(policy={"default": "allow", "rules": []}, **create)
+        self.id = self.fleet.sandboxes.create(body, owner=owner).id
         self.secret = new_secret(SANDBOX_TOKEN_PREFIX)
         with self.fleet.tx.write() as t:
             row = t.session.get(Sandbox, self.id)
@@ -66,7 +67,7 @@ def tools_of(viewer: httpx.Client, sandbox_id: str, tool: str) -> list[str]:
     return [a["tool"] for a in response.json()["items"]]
 
 
-def test_usage_counts_what_the_calls_carried_against_the_budget(api: Served, viewer: httpx.Client) -> None:
+def test_usage_counts_what_the_calls_carried_against_the_sandbox_budget(api: Served, viewer: httpx.Client) -> None:
     agent = Agent(api)
     settings = api.fleet.settings
     budget = {
@@ -91,6 +92,12 @@ def test_usage_counts_what_the_calls_carried_against_the_budget(api: Served, vie
         "bytes_in": 7048,
         "bytes_out": 1000,
         "budget": budget,
+    }
+    own = Agent(api, budget={"connections": 5, "model_tokens": 0})
+    assert viewer.get(f"/api/v1/sandboxes/{own.id}/usage").json()["budget"] == {
+        **budget,
+        "connections": 5,
+        "model_tokens": 0,
     }
     missing = viewer.get("/api/v1/sandboxes/sb_0000000000ff/usage")
     assert missing.status_code == 404
