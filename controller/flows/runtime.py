@@ -31,12 +31,28 @@ class RuntimeFlows:
         self.settings = settings
 
     def propose(
-        self, *, secret: str, sandbox_id: str, tool: str, args: dict[str, Any], risk: Risk, brokered: bool
+        self,
+        *,
+        secret: str,
+        sandbox_id: str,
+        tool: str,
+        args: dict[str, Any],
+        risk: Risk,
+        brokered: bool = False,
+        charge_as: str | None = None,
     ) -> dict[str, Any]:
         """Decide a proposed action: allowed and denied answer at once, `pending` waits on the approval it opened.
-        Every agent's hot path: the token is checked inside the one transaction that decides and records."""
+        Every agent's hot path: the token is checked inside the one transaction that decides and records.
+
+        `charge_as` (the egress door's calls): the sandbox's budget is charged first, in the same transaction, so
+        two racing calls cannot both take its last unit; past it, the call is refused without asking the policy."""
         with self.tx.write() as t:
             sandbox = subject_for_token(t.session, secret=secret, sandbox_id=sandbox_id)
+            refusal = charge(t.session, sandbox.id, self.budget, charge_as) if charge_as else None
+            if refusal is not None:
+                action = record_refusal(t.session, sandbox.id, tool=tool, args=args, message=refusal.message)
+                t.effects += refusal.effects
+                return {"action_id": action.id, "status": "denied", "message": refusal.message, "decided_by": "budget"}
             outcome = gate(
                 t.session,
                 sandbox=sandbox,
@@ -51,6 +67,7 @@ class RuntimeFlows:
 
     @property
     def budget(self) -> Budget:
+        """The per-sandbox budget defaults (a sandbox's own figures replace them: `usage.budget_of`)."""
         s = self.settings
         return Budget(
             model_requests=s.model_requests_per_sandbox,
@@ -58,29 +75,6 @@ class RuntimeFlows:
             connections=s.egress_connections_per_sandbox,
             bytes=s.egress_bytes_per_sandbox,
         )
-
-    def egress(
-        self, *, secret: str, sandbox_id: str, tool: str, args: dict[str, Any], risk: Risk, kind: str
-    ) -> dict[str, Any]:
-        """Decide one connection or service call from the egress door: its budget first, then the gate, in one
-        transaction (so two racing calls cannot both take the last unit of a budget)."""
-        with self.tx.write() as t:
-            sandbox = subject_for_token(t.session, secret=secret, sandbox_id=sandbox_id)
-            refusal = charge(t.session, sandbox.id, self.budget, kind)
-            if refusal is not None:
-                action = record_refusal(t.session, sandbox.id, tool=tool, args=args, message=refusal.message)
-                t.effects += refusal.effects
-                return {"action_id": action.id, "status": "denied", "message": refusal.message, "decided_by": "budget"}
-            outcome = gate(
-                t.session,
-                sandbox=sandbox,
-                tool=tool,
-                args=args,
-                risk=risk,
-                escalate_after=self.settings.escalate_after_denials,
-            )
-            t.effects += outcome.effects
-        return outcome.reply()
 
     def egress_refused(self, sandbox_id: str, tool: str, args: dict[str, Any], message: str) -> None:
         """A destination the guard refused (an internal address): a denied action, so people see the attempt."""

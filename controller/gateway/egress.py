@@ -329,13 +329,13 @@ class EgressDoor:
         """The gate's answer (after the budget), holding the connection while a person decides."""
         try:
             reply: dict[str, Any] = await run_in_threadpool(
-                self.fleet.runtime.egress,
+                self.fleet.runtime.propose,
                 secret=caller.token,
                 sandbox_id=caller.sandbox_id,
                 tool=tool,
                 args=args,
                 risk=risk,
-                kind=budget,
+                charge_as=budget,
             )
         except FleetgateError as e:
             raise Refused(e.status_code, e.message, kind) from None

@@ -224,30 +224,7 @@ def gate(
         session.connection().execute(_SET_APPROVAL, {"action": action["id"], "approval": outcome.approval.id})
     elif action["broker_status"] == "queued":
         outcome.effects.append(run_broker(action["id"]))
-    emit(
-        session,
-        sandbox.id,
-        EventKind.ACTION,
-        action_id=action["id"],
-        tool=tool,
-        args=args,
-        status=status.value,
-        decided_by=action["decided_by"],
-        reason=verdict.reason,
-        approval_id=action["approval_id"],
-    )
-    audit.append(
-        session,
-        actor=f"sandbox:{sandbox.id}",
-        event="action.requested",
-        subject=f"action:{action['id']}",
-        tool=tool,
-        args=args,
-        risk=risk.value,
-        status=status.value,
-        decided_by=action["decided_by"],
-        reason=verdict.reason,
-    )
+    record_decision(session, action, reason=verdict.reason)
     if escalate:
         outcome.escalation, opened = open_item(
             session,
@@ -259,6 +236,34 @@ def gate(
         )
         outcome.effects.extend(opened)
     return outcome
+
+
+def record_decision(session: Session, action: Mapping[str, Any], *, reason: str | None) -> None:
+    """A gated action as it was decided: on the live stream and in the audit log."""
+    emit(
+        session,
+        action["sandbox_id"],
+        EventKind.ACTION,
+        action_id=action["id"],
+        tool=action["tool"],
+        args=action["args"],
+        status=ActionStatus(action["status"]).value,
+        decided_by=action["decided_by"],
+        reason=reason,
+        approval_id=action["approval_id"],
+    )
+    audit.append(
+        session,
+        actor=f"sandbox:{action['sandbox_id']}",
+        event="action.requested",
+        subject=f"action:{action['id']}",
+        tool=action["tool"],
+        args=action["args"],
+        risk=action["risk"],
+        status=ActionStatus(action["status"]).value,
+        decided_by=action["decided_by"],
+        reason=reason,
+    )
 
 
 _STATUS = {Decision.allow: ActionStatus.allowed, Decision.deny: ActionStatus.denied, Decision.ask: ActionStatus.pending}

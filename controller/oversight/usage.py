@@ -21,11 +21,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from controller.effects import Effect
-from controller.events.store import emit
 from controller.models import Sandbox, utcnow
-from controller.names import EventKind
-from controller.oversight import audit
 from controller.oversight.approvals import open_item
+from controller.oversight.gate import record_decision
 from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, ApprovalStatus, SandboxUsage
 
 MODEL = "model"
@@ -140,29 +138,7 @@ def record_refusal(
     )
     session.add(action)
     session.flush()
-    emit(
-        session,
-        sandbox_id,
-        EventKind.ACTION,
-        action_id=action.id,
-        tool=tool,
-        args=args,
-        status="denied",
-        decided_by=by,
-        reason=message,
-        approval_id=None,
-    )
-    audit.append(
-        session,
-        actor=f"sandbox:{sandbox_id}",
-        event="action.requested",
-        subject=f"action:{action.id}",
-        tool=tool,
-        args=args,
-        status="denied",
-        decided_by=by,
-        reason=message,
-    )
+    record_decision(session, action.model_dump(), reason=message)
     return action
 
 

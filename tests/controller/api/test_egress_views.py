@@ -48,8 +48,8 @@ class Agent:
 
     def call(self, tool: str, args: dict[str, Any], kind: str = CONNECTION, **result: Any) -> int:
         """One call let through and finished, carrying `result`; its action id."""
-        reply = self.fleet.runtime.egress(
-            secret=self.secret, sandbox_id=self.id, tool=tool, args=args, risk=Risk.medium, kind=kind
+        reply = self.fleet.runtime.propose(
+            secret=self.secret, sandbox_id=self.id, tool=tool, args=args, risk=Risk.medium, charge_as=kind
         )
         assert reply["status"] == "allowed", reply
         self.fleet.runtime.egress_done(self.id, reply["action_id"], {"bytes_in": 0, "bytes_out": 0, **result})
