@@ -22,7 +22,7 @@ from controller.oversight.approvals import open_item
 from controller.oversight.gate import gate, layers_for, separated, subject_for_token
 from controller.oversight.models import Action, ApprovalKind
 from controller.oversight.policy import Risk
-from controller.oversight.usage import Budget, add_traffic, charge, record_refusal
+from controller.oversight.usage import Budget, charge, record_refusal, record_traffic
 
 
 class RuntimeFlows:
@@ -81,16 +81,12 @@ class RuntimeFlows:
         with self.tx.write() as t:
             record_refusal(t.session, sandbox_id, tool=tool, args=args, message=message, by="guard")
 
-    def egress_done(self, sandbox_id: str, action_id: int, result: dict[str, Any]) -> None:
-        """What a finished connection or call carried: kept on its action, added to the sandbox's usage, shown live.
-        `result` has bytes_in, bytes_out and, for model calls, the tokens the answer reported."""
-        tokens = result.get("tokens") or {}
+    def egress_done(self, finished: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """What finished connections and calls carried ((sandbox, action, result) each; result has bytes_in,
+        bytes_out and, for model calls, the tokens the answer reported): on their actions, in their sandboxes'
+        usage, shown live. One transaction for a batch: the egress door hands them over every few ms."""
         with self.tx.write() as t:
-            t.session.execute(sa.update(Action).where(col(Action.id) == action_id).values(result=result))
-            add_traffic(
-                t.session, sandbox_id, bytes_in=result["bytes_in"], bytes_out=result["bytes_out"], tokens=tokens
-            )
-            emit(t.session, sandbox_id, EventKind.EGRESS, action_id=action_id, **result)
+            record_traffic(t.session, finished)
 
     def open(self, sandbox_id: str, *, kind: ApprovalKind, summary: str, data: dict[str, Any]) -> dict[str, Any]:
         """The agent asks for a checkpoint review or hands itself to a person (which pauses it)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -29,7 +30,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
-import httpx
 import orjson
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +47,7 @@ from controller.gateway.http1 import (
     server,
     splice,
 )
+from controller.gateway.upstream import Target, UpstreamError, Upstreams
 from controller.models import SANDBOX_ID_PATTERN
 from controller.oversight.destinations import Allowlist, resolve_destination
 from controller.oversight.models import Action, ActionStatus
@@ -61,6 +62,8 @@ PREAMBLE_LIMIT = 4096
 MAX_OPEN_PER_SANDBOX = 64
 SERVICE_CACHE_S = 2.0
 WAIT_S = 25.0
+RECORD_EVERY_S = 0.05
+RECORD_BATCH = 500
 AUTH_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 _SANDBOX_ID = __import__("re").compile(SANDBOX_ID_PATTERN)
 
@@ -87,15 +90,12 @@ class EgressDoor:
         self.tokens = tokens
         self.allow = Allowlist.parse(fleet.settings.egress_allow)
         self.box = SecretBox(fleet.settings.secrets_key)
-        self.client = httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            timeout=httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
-        )
+        self.upstreams = Upstreams()
         self.open: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: dict[str, tuple[float, ServiceTarget]] = {}
+        self._finished: list[tuple[str, int, dict[str, Any]]] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     # --- a connection from the runtime ------------------------------------------------------------------------
 
@@ -213,7 +213,11 @@ class EgressDoor:
             headers.append((service.header.encode("latin-1"), auth.encode("latin-1")))
         counter = TokenCounter() if budget == MODEL else None
         sent = len(body) + sum(len(n) + len(v) for n, v in event.headers)
-        await self._forward(caller, action_id, conn, writer, method, url, headers, body, counter, sent, kind)
+        try:
+            target = Target.of(url)
+        except UpstreamError as e:
+            raise Refused(502, str(e), kind) from None
+        await self._forward(caller, action_id, conn, writer, method, target, headers, body, counter, sent, kind)
 
     # --- the forward proxy --------------------------------------------------------------------------------------
 
@@ -271,15 +275,16 @@ class EgressDoor:
         args = {"method": method, "url": url, "host": parts.hostname, "port": port}
         addresses = await self._destination(caller, "http.request", args, parts.hostname, port)
         action_id = await self._decide(caller, "http.request", args, Risk.medium, CONNECTION, "http")
-        netloc = addresses[0] if ":" not in addresses[0] else f"[{addresses[0]}]"
-        target = f"http://{netloc}:{port}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
-        headers = [(b"host", (parts.netloc.rpartition("@")[2]).encode("latin-1")), *forwardable(event.headers)]
+        target = Target.of(url, connect_to=addresses[0])
+        headers = forwardable(event.headers)
         sent = len(body) + sum(len(n) + len(v) for n, v in event.headers)
         await self._forward(caller, action_id, conn, writer, method, target, headers, body, None, sent, "http")
 
     async def _destination(self, caller: Caller, tool: str, args: dict[str, Any], host: str, port: int) -> list[str]:
         """The checked addresses of host:port, or a refusal kept as a denied action."""
         try:
+            if _is_address(host):  # nothing to look up: checked here, without a thread hop
+                return resolve_destination(host, port, self.allow)
             return await run_in_threadpool(resolve_destination, host, port, self.allow)
         except FleetgateError as e:
             await run_in_threadpool(self.fleet.runtime.egress_refused, caller.sandbox_id, tool, args, e.message)
@@ -364,7 +369,7 @@ class EgressDoor:
         conn: h11.Connection,
         writer: asyncio.StreamWriter,
         method: str,
-        url: str,
+        target: Target,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         counter: TokenCounter | None,
@@ -374,18 +379,19 @@ class EgressDoor:
         """Send the request upstream and stream the answer back as it comes; its bytes (and tokens) are kept."""
         received, status = 0, 0
         try:
-            request = self.client.build_request(method, url, headers=headers, content=body)
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as e:
+            answer, upstream = await self.upstreams.exchange(method, target, headers, body)
+        except UpstreamError as e:
             self._done(caller, action_id, {"bytes_in": 0, "bytes_out": sent, "error": str(e)[:300]})
             raise Refused(502, f"the upstream of this call did not answer: {e}", kind) from None
         try:
-            status = response.status_code
-            out = forwardable(response.headers.raw)
-            if "content-length" in response.headers and not response.headers.get("transfer-encoding"):
-                out.append((b"content-length", response.headers["content-length"].encode()))
+            status = answer.status
+            out = forwardable(answer.headers)
+            length = next((v for n, v in answer.headers if n.lower() == b"content-length"), None)
+            chunked = any(n.lower() == b"transfer-encoding" for n, _ in answer.headers)
+            if length is not None and not chunked:
+                out.append((b"content-length", length))
             writer.write(conn.send(h11.Response(status_code=status, headers=out)) or b"")
-            async for chunk in response.aiter_raw():
+            async for chunk in answer.body:
                 received += len(chunk)
                 if counter is not None:
                     counter.feed(chunk)
@@ -393,38 +399,54 @@ class EgressDoor:
                 await writer.drain()
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
-        except (httpx.HTTPError, h11.LocalProtocolError) as e:
+            self.upstreams.release(target, upstream)
+        except (UpstreamError, h11.LocalProtocolError) as e:
+            upstream.writer.close()
             conn.send_failed()
             raise ClientGone(str(e)) from e
+        except BaseException:
+            upstream.writer.close()
+            raise
         finally:
-            await response.aclose()
             result: dict[str, Any] = {"bytes_in": received, "bytes_out": sent, "status": status}
             if counter is not None:
                 result["tokens"] = counter.finish()
             self._done(caller, action_id, result)
 
     def _done(self, caller: Caller, action_id: int, result: dict[str, Any]) -> None:
-        """Kept off the agent's path: the answer has gone already."""
+        """Kept off the agent's path (its answer has gone already), in batches: one transaction every
+        RECORD_EVERY_S for all the calls that ended meanwhile, not one per call."""
+        self._finished.append((caller.sandbox_id, action_id, result))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.get_running_loop().create_task(self._record(RECORD_EVERY_S))
 
-        async def record() -> None:
+    async def _record(self, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        while self._finished:
+            batch, self._finished = self._finished[:RECORD_BATCH], self._finished[RECORD_BATCH:]
             try:
-                await run_in_threadpool(self.fleet.runtime.egress_done, caller.sandbox_id, action_id, result)
+                await run_in_threadpool(self.fleet.runtime.egress_done, batch)
             except Exception:
-                log.exception("could not record the traffic of action %s", action_id)
-
-        task = asyncio.get_running_loop().create_task(record())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+                log.exception("could not record the traffic of %d calls", len(batch))
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.client.aclose()
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # each records what it carried
+        await self._record(0.0)
+        await self.upstreams.close()
 
 
 def _is_auth(line: str) -> bool:
     return line.lower().startswith("authorization: bearer ")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _settled(action: Action) -> bool:

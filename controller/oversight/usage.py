@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from controller.effects import Effect
+from controller.events.store import emit
 from controller.models import Sandbox, utcnow
+from controller.names import EventKind
 from controller.oversight.approvals import open_item
 from controller.oversight.gate import record_decision
 from controller.oversight.models import Action, ActionStatus, Approval, ApprovalKind, ApprovalStatus, SandboxUsage
@@ -55,16 +57,16 @@ class Refusal:
     effects: list[Effect]
 
 
-def usage_of(session: Session, sandbox_id: str) -> SandboxUsage:
-    row = session.get(SandboxUsage, sandbox_id)
-    if row is None:
-        row = SandboxUsage(sandbox_id=sandbox_id)
-        session.add(row)
-        session.flush()
-    return row
+class Spent(Protocol):
+    model_requests: int
+    input_tokens: int
+    output_tokens: int
+    connections: int
+    bytes_in: int
+    bytes_out: int
 
 
-def over_budget(usage: SandboxUsage, budget: Budget, kind: str) -> str | None:
+def over_budget(usage: Spent, budget: Budget, kind: str) -> str | None:
     """Why one more call of this kind is refused, or None."""
     tokens = usage.input_tokens + usage.output_tokens
     if kind == MODEL:
@@ -80,22 +82,21 @@ def over_budget(usage: SandboxUsage, budget: Budget, kind: str) -> str | None:
     return None
 
 
-def budget_of(session: Session, sandbox_id: str, defaults: Budget) -> Budget:
-    figures = session.execute(sa.select(_sandboxes.c.budget).where(_sandboxes.c.id == sandbox_id)).scalar()
-    return defaults.but(figures)
-
-
 def charge(session: Session, sandbox_id: str, defaults: Budget, kind: str) -> Refusal | None:
-    """Count one more call, or refuse it (and hand the sandbox to a person, once per spent budget)."""
-    budget = budget_of(session, sandbox_id, defaults)
-    usage = usage_of(session, sandbox_id)
-    why = over_budget(usage, budget, kind)
+    """Count one more call, or refuse it (and hand the sandbox to a person, once per spent budget). On the egress
+    door's path for every call: statements built once, one read and one write."""
+    conn = session.connection()
+    row = conn.execute(_SPENT, {"sid": sandbox_id}).one()
+    budget = defaults.but(row.budget)
+    spent: Spent = row if row.has_usage is not None else _NOTHING
+    why = over_budget(spent, budget, kind)
     if why is None:
-        if kind == MODEL:
-            usage.model_requests += 1
-        usage.connections += 1
-        usage.updated_at = utcnow()
-        session.add(usage)
+        counted = {"sid": sandbox_id, "models": int(kind == MODEL), "now": utcnow()}
+        if row.has_usage is None:
+            conn.execute(_FIRST, {**_ZERO, "sandbox_id": sandbox_id, "model_requests": counted["models"],
+                                  "connections": 1, "updated_at": counted["now"]})  # fmt: skip
+        else:
+            conn.execute(_COUNT, counted)
         return None
     pending = session.exec(
         select(Approval.id).where(
@@ -142,24 +143,69 @@ def record_refusal(
     return action
 
 
+def record_traffic(session: Session, finished: list[tuple[str, int, dict[str, Any]]]) -> None:
+    """What finished calls carried ((sandbox, action, result) each): kept on their actions, added to their
+    sandboxes' totals, and shown live, in one go (the egress door hands them over in batches)."""
+    conn = session.connection()
+    conn.execute(_RESULT, [{"aid": action_id, "res": result} for _, action_id, result in finished])
+    totals: dict[str, dict[str, Any]] = {}
+    for sandbox_id, action_id, result in finished:
+        tokens = result.get("tokens") or {}
+        total = totals.setdefault(sandbox_id, {"sid": sandbox_id, "bin": 0, "bout": 0, "tin": 0, "tout": 0})
+        total["bin"] += int(result.get("bytes_in", 0))
+        total["bout"] += int(result.get("bytes_out", 0))
+        total["tin"] += int(tokens.get("input_tokens", 0))
+        total["tout"] += int(tokens.get("output_tokens", 0))
+        emit(session, sandbox_id, EventKind.EGRESS, action_id=action_id, **result)
+    now = utcnow()
+    conn.execute(_TRAFFIC, [{**total, "now": now} for total in totals.values()])
+
+
 _usage: sa.Table = SandboxUsage.__table__  # type: ignore[attr-defined]
 _sandboxes: sa.Table = Sandbox.__table__  # type: ignore[attr-defined]
-
-
-def add_traffic(session: Session, sandbox_id: str, *, bytes_in: int, bytes_out: int, tokens: dict[str, int]) -> None:
-    """What a finished call carried, added to the sandbox's totals in one statement."""
-    usage_of(session, sandbox_id)
-    session.execute(
-        sa.update(_usage)
-        .where(col(SandboxUsage.sandbox_id) == sandbox_id)
-        .values(
-            bytes_in=_usage.c.bytes_in + bytes_in,
-            bytes_out=_usage.c.bytes_out + bytes_out,
-            input_tokens=_usage.c.input_tokens + tokens.get("input_tokens", 0),
-            output_tokens=_usage.c.output_tokens + tokens.get("output_tokens", 0),
-            updated_at=utcnow(),
-        )
+_actions: sa.Table = Action.__table__  # type: ignore[attr-defined]
+_SPENT = (
+    sa.select(
+        _sandboxes.c.budget,
+        _usage.c.sandbox_id.label("has_usage"),
+        _usage.c.model_requests,
+        _usage.c.input_tokens,
+        _usage.c.output_tokens,
+        _usage.c.connections,
+        _usage.c.bytes_in,
+        _usage.c.bytes_out,
     )
+    .select_from(_sandboxes.outerjoin(_usage, _usage.c.sandbox_id == _sandboxes.c.id))
+    .where(_sandboxes.c.id == sa.bindparam("sid"))
+)
+_ZERO = {"model_requests": 0, "input_tokens": 0, "output_tokens": 0, "connections": 0, "bytes_in": 0, "bytes_out": 0}
+_NOTHING = SandboxUsage(sandbox_id="")
+_FIRST = sa.insert(_usage)
+_COUNT = (
+    sa.update(_usage)
+    .where(_usage.c.sandbox_id == sa.bindparam("sid"))
+    .values(
+        model_requests=_usage.c.model_requests + sa.bindparam("models"),
+        connections=_usage.c.connections + 1,
+        updated_at=sa.bindparam("now"),
+    )
+)
+_TRAFFIC = (
+    sa.update(_usage)
+    .where(_usage.c.sandbox_id == sa.bindparam("sid"))
+    .values(
+        bytes_in=_usage.c.bytes_in + sa.bindparam("bin"),
+        bytes_out=_usage.c.bytes_out + sa.bindparam("bout"),
+        input_tokens=_usage.c.input_tokens + sa.bindparam("tin"),
+        output_tokens=_usage.c.output_tokens + sa.bindparam("tout"),
+        updated_at=sa.bindparam("now"),
+    )
+)
+_RESULT = (
+    sa.update(_actions)
+    .where(_actions.c.id == sa.bindparam("aid"))
+    .values(result=sa.bindparam("res", type_=_actions.c.result.type))
+)
 
 
 def usage_view(row: SandboxUsage | None, budget: Budget) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class Agent:
             secret=self.secret, sandbox_id=self.id, tool=tool, args=args, risk=Risk.medium, charge_as=kind
         )
         assert reply["status"] == "allowed", reply
-        self.fleet.runtime.egress_done(self.id, reply["action_id"], {"bytes_in": 0, "bytes_out": 0, **result})
+        self.fleet.runtime.egress_done([(self.id, reply["action_id"], {"bytes_in": 0, "bytes_out": 0, **result})])
         return int(reply["action_id"])
 
     def gate(self, tool: str, **args: Any) -> None:
