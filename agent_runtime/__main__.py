@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["supervise"]:
+        # The sandbox's doors before anything else: a command started by `docker exec` right after the container
+        # finds them listening (its connection waits in the queue until the supervisor serves it).
+        from agent_runtime import egress
+
+        doors = egress.bind()
+        from agent_runtime.supervisor import main as supervise
+
+        return supervise(doors)
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python3 -m agent_runtime", description="fleetgate's in-sandbox runtime")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("supervise", help="run the sandbox's command and report it (the container's entrypoint)")
@@ -27,10 +37,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         print("signals sent: %d" % reap_exec(args.marker))
         return 0
-    if args.command == "supervise":
-        from agent_runtime.supervisor import main as supervise
-
-        return supervise()
     parser.error("unknown command %r" % args.command)
     return 2
 

@@ -29,12 +29,15 @@ def environment(proxy_port: int = PROXY[1]) -> Dict[str, str]:
 
 
 class Relay:
-    """Listens on one loopback address and carries each connection to the controller's egress door."""
+    """Listens on one loopback address and carries each connection to the controller's egress door.
 
-    def __init__(self, door: str, address: Tuple[str, int], creds: Dict[str, Any]) -> None:
+    Bound first, served later: the supervisor binds both doors before anything else it does (a connection made
+    before it serves waits in the listen queue, it is not refused), and serves them once it has its credentials."""
+
+    def __init__(self, door: str, address: Tuple[str, int]) -> None:
         self.door = door
-        self._creds = creds
-        self._socket_path = creds.get("socket", "/run/fleetgate/runtime.sock")
+        self._creds: Dict[str, Any] = {}
+        self._socket_path = ""
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(address)
@@ -50,7 +53,9 @@ class Relay:
         )
         return line.encode("latin-1")
 
-    def serve(self, stop: threading.Event) -> None:
+    def serve(self, creds: Dict[str, Any], stop: threading.Event) -> None:
+        self._creds = creds
+        self._socket_path = creds.get("socket", "/run/fleetgate/runtime.sock")
         while not stop.is_set():
             try:
                 client, _ = self._listener.accept()
@@ -80,6 +85,7 @@ class Relay:
         back.start()
         _pipe(client, upstream)
         back.join()
+        _linger(client)
         client.close()
         upstream.close()
 
@@ -100,6 +106,21 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         pass
 
 
+def _linger(client: socket.socket, limit_s: float = 1.0, limit_bytes: int = 1 << 20) -> None:
+    """Read what the client is still sending before closing: closing a socket with unread data resets the
+    connection, and the client may then lose the answer it was about to read (a refusal of a request that was too
+    large, say)."""
+    try:
+        client.settimeout(limit_s)
+        while limit_bytes > 0:
+            data = client.recv(CHUNK)
+            if not data:
+                return
+            limit_bytes -= len(data)
+    except OSError:
+        pass
+
+
 def _refuse(client: socket.socket, message: str) -> None:
     body = ('{"detail": "%s"}' % message.replace('"', "'")).encode()
     head = "HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body)
@@ -110,20 +131,30 @@ def _refuse(client: socket.socket, message: str) -> None:
     client.close()
 
 
+def bind(proxy: Tuple[str, int] = PROXY, services: Tuple[str, int] = SERVICES) -> List[Relay]:
+    """Open both doors' sockets; a port already taken is reported and skipped."""
+    relays = []
+    for door, address in (("proxy", proxy), ("service", services)):
+        try:
+            relays.append(Relay(door, address))
+        except OSError as e:
+            sys.stderr.write("fleetgate: the %s door cannot listen on %s:%d: %s\n" % (door, address[0], address[1], e))
+    return relays
+
+
+def serve(relays: List[Relay], creds: Dict[str, Any], stop: threading.Event) -> None:
+    for relay in relays:
+        name = "fleetgate-%s" % relay.door
+        threading.Thread(target=relay.serve, args=(creds, stop), name=name, daemon=True).start()
+
+
 def start(
     creds: Dict[str, Any],
     stop: threading.Event,
     proxy: Tuple[str, int] = PROXY,
     services: Tuple[str, int] = SERVICES,
 ) -> List[Relay]:
-    """Open both doors; a port already taken is reported and skipped (the agent's command may have bound it)."""
-    relays = []
-    for door, address in (("proxy", proxy), ("service", services)):
-        try:
-            relay = Relay(door, address, creds)
-        except OSError as e:
-            sys.stderr.write("fleetgate: the %s door cannot listen on %s:%d: %s\n" % (door, address[0], address[1], e))
-            continue
-        threading.Thread(target=relay.serve, args=(stop,), name="fleetgate-%s" % door, daemon=True).start()
-        relays.append(relay)
+    """Bind and serve both doors at once."""
+    relays = bind(proxy, services)
+    serve(relays, creds, stop)
     return relays

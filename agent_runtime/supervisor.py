@@ -157,7 +157,7 @@ def _signal_group(pid: int, signum: int) -> None:
         pass
 
 
-def main() -> int:
+def main(doors: Optional[List[egress.Relay]] = None) -> int:
     base_env = dict(os.environ)  # what a command sent by the controller starts from, as with docker exec
     creds = wait_for_credentials(os.environ.get("FLEETGATE_CREDENTIALS", CREDENTIALS))
 
@@ -166,7 +166,7 @@ def main() -> int:
 
     gateway = connect()
     stop = threading.Event()
-    egress.start(creds, stop)  # the proxy and the services, before the command can want them
+    egress.serve(egress.bind() if doors is None else doors, creds, stop)  # before the command can want them
     # Commands first: a claimed pool sandbox's first `exec` is usually waiting for this poll already.
     threading.Thread(
         target=commands.serve, args=(connect, base_env, stop), name="fleetgate-commands", daemon=True

@@ -7,6 +7,7 @@ One process serves both ASGI apps on one event loop; the worker is a child proce
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextlib
 import ctypes
 import faulthandler
@@ -62,6 +63,15 @@ def running_pid(settings: Settings) -> int | None:
     except ProcessLookupError:
         path.unlink(missing_ok=True)
         return None
+
+
+def compile_runtime() -> None:
+    """Byte-compile the runtime package that sandboxes mount read-only: a sandbox whose Python matches then loads
+    it without compiling it at every start (about 20 ms of a supervisor's start under gVisor). Best effort."""
+    import agent_runtime
+
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(Path(agent_runtime.__file__).resolve().parent, quiet=1)
 
 
 def preflight(fleet: Fleet) -> None:
@@ -166,6 +176,7 @@ def serve(settings: Settings, *, with_worker: bool = True) -> None:
 
     settings.ensure_dirs()
     migrate(settings)
+    compile_runtime()
     bus = event_bus(settings)
     fleet = Fleet(settings, events=bus)
     preflight(fleet)

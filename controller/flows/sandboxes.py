@@ -129,10 +129,6 @@ class SandboxFlows:
         except BaseException:
             self.discard(engine, sandbox)
             raise
-        if not pooled:
-            # Its first command waits for the supervisor (a fraction of a second) rather than racing it by docker
-            # exec: the supervisor opens the sandbox's egress doors, and a command that finds them closed fails.
-            self.channel.expect(made.id)
         return made
 
     def _created(self, t: Tx, sandbox: Sandbox, plan: Plan, owner: User | None, *, source: str) -> None:
