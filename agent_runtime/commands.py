@@ -11,12 +11,13 @@ carries its marker: see reap.py). The answer goes back on `POST .../exec/ID/resu
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, Dict, List
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from agent_runtime.client import Gateway, GatewayError
 from agent_runtime.reap import MARKER_VARIABLE, reap
@@ -47,6 +48,15 @@ class Capture:
     def text(self, stream: str) -> str:
         with self._lock:
             return bytes(self.parts[stream]).decode("utf-8", errors="replace")
+
+
+STREAMS = ("stdout", "stderr")
+
+
+def _read_when(pipes: "queue.Queue[Optional[subprocess.Popen[bytes]]]", stream: str, capture: Capture) -> None:
+    child = pipes.get()
+    if child is not None:
+        _read(child.stdout if stream == "stdout" else child.stderr, stream, capture)  # type: ignore[arg-type]
 
 
 def _read(pipe: IO[bytes], stream: str, capture: Capture) -> None:
@@ -81,6 +91,17 @@ def execute(job: Dict[str, Any], base_env: Dict[str, str]) -> Dict[str, Any]:
     if not os.path.isdir(workdir):
         capture.add("stderr", ("fleetgate: the working directory %s does not exist\n" % workdir).encode())
         return answer(126)
+    # The readers start before the command does: a command that forks until the sandbox is out of pids (a fork
+    # bomb) must not leave its own output unwatched, nor make the supervisor fail to report it.
+    pipes: "queue.Queue[Optional[subprocess.Popen[bytes]]]" = queue.Queue()
+    readers = [threading.Thread(target=_read_when, args=(pipes, stream, capture), daemon=True) for stream in STREAMS]
+    try:
+        for reader in readers:
+            reader.start()
+    except RuntimeError:  # the sandbox has no thread to give: the caller reports that the command could not run
+        for _ in readers:
+            pipes.put(None)
+        raise
     try:
         child = subprocess.Popen(
             command,
@@ -92,19 +113,12 @@ def execute(job: Dict[str, Any], base_env: Dict[str, str]) -> Dict[str, Any]:
             start_new_session=True,  # its own process group, killed whole at the deadline
         )
     except OSError as e:
+        for _ in readers:
+            pipes.put(None)
         capture.add("stderr", ("fleetgate: cannot run %s: %s\n" % (command[0], e.strerror or e)).encode())
         return answer(127 if isinstance(e, FileNotFoundError) else 126)
-    readers = [
-        threading.Thread(target=_read, args=(child.stdout, "stdout", capture), daemon=True),
-        threading.Thread(target=_read, args=(child.stderr, "stderr", capture), daemon=True),
-    ]
-    try:
-        for reader in readers:
-            reader.start()
-    except RuntimeError:  # out of threads: the command cannot be watched, so it does not run
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-        raise
+    for _ in readers:
+        pipes.put(child)
     timed_out = False
     try:
         code = child.wait(timeout_s)

@@ -63,7 +63,10 @@ class Relay:
                 if stop.is_set():
                     return
                 continue
-            threading.Thread(target=self._carry, args=(client,), name="fleetgate-egress", daemon=True).start()
+            try:
+                threading.Thread(target=self._carry, args=(client,), name="fleetgate-egress", daemon=True).start()
+            except RuntimeError:  # the sandbox is out of pids: this connection is refused, the door stays open
+                _refuse(client, "the sandbox has no thread left to carry this connection (pids limit)")
 
     def close(self) -> None:
         try:

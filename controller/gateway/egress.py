@@ -350,6 +350,10 @@ class EgressDoor:
                 f"action:{action_id}", WAIT_S, lambda: run_in_threadpool(self._action, action_id), _settled
             )
             reply = {"status": action.status.value, "message": action.message, "decided_by": action.decided_by}
+            if action.status == ActionStatus.allowed and action.final_args not in (None, action.args):
+                # A connection or call goes as the agent made it or not at all: the door cannot rewrite the bytes.
+                raise Refused(403, f"fleetgate: {tool} approved with edited arguments, which a connection cannot "
+                              "take; approve it as it is or deny it with a message", kind)  # fmt: skip
         if reply["status"] != "allowed":
             by = reply.get("decided_by")
             status = 429 if by == "budget" else 403

@@ -73,3 +73,28 @@ def test_a_background_child_holding_the_pipes_does_not_hold_the_answer() -> None
     assert answer["exit_code"] == 0
     assert time.monotonic() - started < 5
     os.kill(int(answer["stdout"]), signal.SIGKILL)  # the test's own leftover, by its pid
+
+
+def test_a_command_that_takes_every_thread_is_still_watched_and_answered(monkeypatch: Any) -> None:
+    """A fork bomb leaves the sandbox no pids: the output readers must exist before the command can fork."""
+    import subprocess
+    import threading
+
+    real_popen, real_start = subprocess.Popen, threading.Thread.start
+
+    def popen_then_no_threads(*args: Any, **kwargs: Any) -> Any:
+        child = real_popen(*args, **kwargs)
+
+        def no_thread(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+        return child
+
+    monkeypatch.setattr(subprocess, "Popen", popen_then_no_threads)
+    try:
+        answer = execute(job("sh", "-c", "echo still here; exit 4"), BASE)
+    finally:
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert answer["exit_code"] == 4
+    assert answer["stdout"] == "still here\n"

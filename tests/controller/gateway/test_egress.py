@@ -270,9 +270,17 @@ def test_an_ask_holds_the_connection_until_a_person_decides_and_a_grant_remember
     assert denied[0].startswith(b"HTTP/1.1 403")
     assert b"not today" in denied[0]
 
+    edited: list[bytes] = []  # the door cannot rewrite a connection: an edited approval is a clear refusal
+    thread = connect(edited)
+    _wait(lambda: len(door.actions("net.connect")) == 2)
+    door.decide("approve", args={"host": "127.0.0.1", "port": door.allowed.port})
+    thread.join(10)
+    assert edited[0].startswith(b"HTTP/1.1 403")
+    assert b"edited arguments" in edited[0]
+
     approved: list[bytes] = []
     thread = connect(approved)
-    _wait(lambda: len(door.actions("net.connect")) == 2)
+    _wait(lambda: len(door.actions("net.connect")) == 3)
     door.decide("approve", remember="sandbox")
     thread.join(10)
     assert approved[0].startswith(b"HTTP/1.1 200")
