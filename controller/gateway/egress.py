@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -65,7 +66,7 @@ WAIT_S = 25.0
 RECORD_EVERY_S = 0.05
 RECORD_BATCH = 500
 AUTH_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key"})
-_SANDBOX_ID = __import__("re").compile(SANDBOX_ID_PATTERN)
+_SANDBOX_ID = re.compile(SANDBOX_ID_PATTERN)
 
 
 class Refused(Exception):
