@@ -9,8 +9,10 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from controller.api.deps import ROW_ID_MAX, FleetDep, Operator, SandboxId, SessionDep, Viewer
+from controller.errors import Invalid
 from controller.events.store import history
 from controller.models import (
+    BudgetSpec,
     ExecRequest,
     ExecResult,
     Page,
@@ -136,6 +138,20 @@ def sandbox_usage(sandbox_id: SandboxId, _: Viewer, fleet: FleetDep, session: Se
     budget: its own figures, the controller's defaults for the rest (0 is no limit)."""
     sandbox = fleet.sandboxes.get(sandbox_id, live=False)
     return usage_view(session.get(SandboxUsage, sandbox_id), fleet.runtime.budget.but(sandbox.budget))
+
+
+@router.put("/{sandbox_id}/budget")
+def set_sandbox_budget(
+    sandbox_id: SandboxId, body: BudgetSpec, user: Operator, fleet: FleetDep, session: SessionDep
+) -> dict[str, Any]:
+    """Change the sandbox's egress budget (the figures given; the others keep theirs), e.g. to let an agent that
+    spent its budget go on after a person looked. Answers like GET .../usage."""
+    figures = body.model_dump(exclude_none=True)
+    if not figures:
+        raise Invalid("give at least one of model_requests, model_tokens, connections, bytes (0 is no limit)")
+    fleet.sandboxes.get(sandbox_id, live=False)  # a clear 404 for an unknown sandbox
+    own = fleet.runtime.set_budget(sandbox_id, figures, actor=user.name)
+    return usage_view(session.get(SandboxUsage, sandbox_id), fleet.runtime.budget.but(own))
 
 
 class LogLine(BaseModel):

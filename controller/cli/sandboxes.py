@@ -176,6 +176,36 @@ def logs(
             return
 
 
+@sandbox_app.command("budget")
+def budget(
+    sandbox_id: str,
+    model_requests: Annotated[int | None, typer.Option(min=0, help="model calls in all")] = None,
+    model_tokens: Annotated[int | None, typer.Option(min=0, help="input + output tokens in all")] = None,
+    connections: Annotated[int | None, typer.Option(min=0, help="connections and calls in all")] = None,
+    bytes_: Annotated[int | None, typer.Option("--bytes", min=0, help="bytes in and out in all")] = None,
+) -> None:
+    """Show what a sandbox spent through its egress door against its budget; with options, change the budget
+    (0 is no limit), e.g. to let an agent go on after it was stopped by a spent one."""
+    client = Client()
+    figures = {"model_requests": model_requests, "model_tokens": model_tokens, "connections": connections}
+    figures["bytes"] = bytes_
+    changes = {k: v for k, v in figures.items() if v is not None}
+    if changes:
+        usage = client.put(f"/api/v1/sandboxes/{sandbox_id}/budget", json=changes)
+    else:
+        usage = client.get(f"/api/v1/sandboxes/{sandbox_id}/usage")
+    limits = usage["budget"]
+    tokens = usage["input_tokens"] + usage["output_tokens"]
+    moved = usage["bytes_in"] + usage["bytes_out"]
+    for name, spent, limit in (
+        ("model requests", usage["model_requests"], limits["model_requests"]),
+        ("model tokens", tokens, limits["model_tokens"]),
+        ("connections", usage["connections"], limits["connections"]),
+        ("bytes", moved, limits["bytes"]),
+    ):
+        out.print(f"{name:15} {spent:>12} of {limit if limit else 'no limit'}")
+
+
 @sandbox_app.command("stop")
 def stop(sandbox_ids: list[str]) -> None:
     """Stop sandboxes (their workspace stays until rm)."""

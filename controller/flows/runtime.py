@@ -76,6 +76,24 @@ class RuntimeFlows:
             bytes=s.egress_bytes_per_sandbox,
         )
 
+    def set_budget(self, sandbox_id: str, figures: dict[str, int], *, actor: str) -> dict[str, int]:
+        """Change a sandbox's own budget figures (a person raising what a spent budget stopped, say); the figures
+        it leaves out keep their value. Returns the sandbox's own figures."""
+        with self.tx.write() as t:
+            sandbox = self._sandbox(t.session, sandbox_id)
+            before = dict(sandbox.budget or {})
+            sandbox.budget = {**before, **figures}
+            t.session.add(sandbox)
+            audit.append(
+                t.session,
+                actor=actor,
+                event="sandbox.budget",
+                subject=f"sandbox:{sandbox_id}",
+                before=before,
+                after=sandbox.budget,
+            )
+            return dict(sandbox.budget)
+
     def egress_refused(self, sandbox_id: str, tool: str, args: dict[str, Any], message: str) -> None:
         """A destination the guard refused (an internal address): a denied action, so people see the attempt."""
         with self.tx.write() as t:

@@ -139,3 +139,43 @@ def test_the_tool_filter_takes_several_tools_or_a_prefix(api: Served, viewer: ht
     assert (refused["status"], refused["decided_by"]) == ("denied", "guard")
     too_long = viewer.get("/api/v1/actions", params={"tool": "x" * 1001})
     assert too_long.status_code == 422
+
+
+def test_an_operator_raises_a_spent_budget_and_the_agent_goes_on(api: Served, viewer: httpx.Client) -> None:
+    agent = Agent(api, budget={"model_requests": 1})
+    agent.call("model.request", {"service": "m", "model": "x"}, kind=MODEL)
+    refused = agent.fleet.runtime.propose(
+        secret=agent.secret, sandbox_id=agent.id, tool="model.request", args={}, risk=Risk.low, charge_as=MODEL
+    )
+    assert refused["decided_by"] == "budget"
+    assert viewer.put(f"/api/v1/sandboxes/{agent.id}/budget", json={"model_requests": 3}).status_code == 403
+    with api.http(Role.operator) as operator:
+        raised = operator.put(f"/api/v1/sandboxes/{agent.id}/budget", json={"model_requests": 3})
+        assert raised.status_code == 200, raised.text
+        assert raised.json()["budget"]["model_requests"] == 3
+        assert raised.json()["budget"]["connections"] == agent.fleet.settings.egress_connections_per_sandbox
+        empty = operator.put(f"/api/v1/sandboxes/{agent.id}/budget", json={})
+        assert empty.status_code == 422
+        assert "at least one of" in empty.json()["detail"]
+        assert operator.put(f"/api/v1/sandboxes/{agent.id}/budget", json={"bytes": -1}).status_code == 422
+        assert operator.put("/api/v1/sandboxes/sb_000000000000/budget", json={"bytes": 1}).status_code == 404
+    agent.call("model.request", {"service": "m", "model": "x"}, kind=MODEL)
+    entries = viewer.get("/api/v1/audit", params={"limit": 1000}).json()["items"]
+    assert any(e["event"] == "sandbox.budget" and e["subject"] == f"sandbox:{agent.id}" for e in entries)
+
+
+def test_fleetgate_sandbox_budget_shows_and_changes_it(api: Served) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    agent = Agent(api, budget={"model_requests": 2})
+    agent.call("model.request", {"service": "m", "model": "x"}, kind=MODEL)
+    env = api.cli_env(Role.operator)
+    shown = CliRunner().invoke(app, ["sandbox", "budget", agent.id], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "model requests" in shown.output
+    assert " 1 of 2" in shown.output
+    changed = CliRunner().invoke(app, ["sandbox", "budget", agent.id, "--model-requests", "0"], env=env)
+    assert changed.exit_code == 0, changed.output
+    assert "1 of no limit" in changed.output

@@ -33,6 +33,11 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str, Any]] = {
     ("POST", "/api/v1/sandboxes/{sandbox_id}/stop"): ("operator", f"/api/v1/sandboxes/{NOBODY}/stop", None),
     ("GET", "/api/v1/sandboxes/{sandbox_id}/logs"): ("viewer", f"/api/v1/sandboxes/{NOBODY}/logs", None),
     ("GET", "/api/v1/sandboxes/{sandbox_id}/usage"): ("viewer", f"/api/v1/sandboxes/{NOBODY}/usage", None),
+    ("PUT", "/api/v1/sandboxes/{sandbox_id}/budget"): (
+        "operator",
+        f"/api/v1/sandboxes/{NOBODY}/budget",
+        {"model_requests": 5},
+    ),
     ("GET", "/api/v1/tokens"): ("admin", "/api/v1/tokens", None),
     ("POST", "/api/v1/tokens"): ("admin", "/api/v1/tokens", {"name": "x", "role": "emperor"}),
     ("DELETE", "/api/v1/tokens/{token_id}"): ("admin", "/api/v1/tokens/999999", None),
