@@ -320,6 +320,11 @@ def test_past_its_request_budget_the_agent_reads_why_and_a_person_is_asked(
     assert [s for s, _ in statuses] == [200] * BUDGET + [429]
     assert f"model request budget is spent ({BUDGET} of {BUDGET})" in statuses[-1][1]
     assert len(upstreams["model"].seen) - before == BUDGET
+    # The person raises the budget, and the agent's next call goes through.
+    raised = admin.put(f"/api/v1/sandboxes/{sandbox}/budget", json={"model_requests": BUDGET + 1})
+    assert raised.status_code == 200, raised.text
+    again = json.loads(run(admin, sandbox, script.replace(f"range({calls})", "range(1)")))
+    assert again == [[200, ""]]
 
 
 BAD_INPUT = """
