@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -51,19 +52,28 @@ class Served:
         }
 
 
-@contextmanager
-def served_fleet(home: Path) -> Iterator[Served]:
-    """The management API of a fresh fast-tier fleet on `home`, on a free loopback port."""
-    settings = Settings(home=home, instance="fast", docker_url="memory://local", redis_url="redis://127.0.0.1:1/0")
-    migrate(settings)
+def fast_fleet(home: Path, **settings: Any) -> Fleet:
+    """A fast-tier fleet on a migrated `home`: an in-memory engine, recorded tasks and wake-ups, no Redis."""
+    config = Settings(
+        home=home,
+        **{"instance": "fast", "docker_url": "memory://local", "redis_url": "redis://127.0.0.1:1/0", **settings},
+    )
+    config.ensure_dirs()
+    migrate(config)
     engine = MemoryEngine()
-    fleet = Fleet(
-        settings,
+    return Fleet(
+        config,
         tasks=RecordedTasks(),
         wake=RecordedWakes(),
         connect=lambda name, url: engine,
         workspaces=MemoryWorkspaces(),
     )
+
+
+@contextmanager
+def served_fleet(home: Path) -> Iterator[Served]:
+    """The management API of a fresh fast-tier fleet on `home`, on a free loopback port."""
+    fleet = fast_fleet(home)
     port = free_port()
     app = create_app(fleet, reconcile_on_start=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))

@@ -23,15 +23,12 @@ from sqlmodel import Session, select
 
 from agent_runtime import egress as relay
 from controller.auth import SANDBOX_TOKEN_PREFIX, hash_token, new_secret, user_for_token
-from controller.config import Settings
-from controller.db import migrate
 from controller.fleet import Fleet
 from controller.gateway.app import create_gateway
 from controller.gateway.door import door_for
 from controller.models import Role, Sandbox, SandboxStatus, ServiceCreate, ServiceKind
 from controller.oversight.models import Action, Approval, AuditEntry, DecisionRequest, SandboxUsage
-from controller.sandboxes.memory import MemoryEngine, MemoryWorkspaces
-from tests.controller.flows.conftest import RecordedTasks, RecordedWakes
+from tests.controller.served import fast_fleet
 from tests.upstreams import ModelServer
 
 SECRET = "sk-ant-real-key-0123456789"
@@ -76,23 +73,8 @@ class Door:
 def door(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Door]:
     model, allowed = ModelServer(gap_s=0.25).start(), ModelServer().start()
     budget = getattr(request, "param", {})
-    settings = Settings(
-        home=tmp_path,
-        instance="egress",
-        docker_url="memory://local",
-        redis_url="redis://127.0.0.1:1/0",
-        egress_allow=f"127.0.0.1:{allowed.port},127.0.0.1:{model.port}",
-        **budget,
-    )
-    settings.ensure_dirs()
-    migrate(settings)
-    engine = MemoryEngine()
-    fleet = Fleet(
-        settings,
-        tasks=RecordedTasks(),
-        wake=RecordedWakes(),
-        connect=lambda n, u: engine,
-        workspaces=MemoryWorkspaces(),
+    fleet = fast_fleet(
+        tmp_path, instance="egress", egress_allow=f"127.0.0.1:{allowed.port},127.0.0.1:{model.port}", **budget
     )
     token = new_secret(SANDBOX_TOKEN_PREFIX)
     with Session(fleet.db) as session:
