@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import h11
 
-READ = 1 << 18
+from controller.gateway.http1 import READ
+
 IDLE_S = 30.0
 MAX_IDLE_PER_ORIGIN = 16
 CONNECT_S = 10.0
